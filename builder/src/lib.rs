@@ -1,0 +1,74 @@
+//! Turns a [`BuildPlan`] into [`Artifacts`]: runs the project's toolchain, then checks that
+//! what came out is a WASI preview-1 command module. Progress goes through a [`Reporter`];
+//! this crate never prints.
+
+pub mod engine;
+mod error;
+mod toolchain;
+pub mod validate;
+
+use std::path::PathBuf;
+
+use wasmbuild_spec::{BuildPlan, Toolchain};
+
+pub use error::BuildError;
+pub use validate::{ModuleInfo, inspect_module};
+
+/// Receives progress from a build. The CLI draws it; tests may record it.
+pub trait Reporter: Sync {
+    /// A named step begins ("compile", "validate").
+    fn step(&self, name: &str, detail: &str);
+    /// One line of a toolchain's own output (stderr), as it arrives.
+    fn output(&self, line: &str);
+    /// Something the user should know that does not stop the build.
+    fn warn(&self, message: &str);
+}
+
+/// A reporter that drops everything.
+pub struct Silent;
+
+impl Reporter for Silent {
+    fn step(&self, _: &str, _: &str) {}
+    fn output(&self, _: &str) {}
+    fn warn(&self, _: &str) {}
+}
+
+/// What a build produces for the packer.
+#[derive(Debug, Clone)]
+pub struct Artifacts {
+    /// The module's name, used for `/<name>.wasm` in the image.
+    pub name: String,
+    /// Where the toolchain left the module.
+    pub path: PathBuf,
+    /// The module's bytes, validated.
+    pub module: Vec<u8>,
+    pub info: ModuleInfo,
+}
+
+/// Builds the plan's module and validates it.
+pub fn build(plan: &BuildPlan, reporter: &dyn Reporter) -> Result<Artifacts, BuildError> {
+    let (name, path) = match &plan.toolchain {
+        Toolchain::Cargo(settings) => toolchain::cargo::build(plan, settings, reporter)?,
+        Toolchain::Prebuilt { module } => toolchain::prebuilt(module, reporter)?,
+        other => {
+            return Err(BuildError::Unsupported {
+                toolchain: other.name().to_owned(),
+            });
+        }
+    };
+    let module = std::fs::read(&path).map_err(|source| BuildError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    reporter.step("validate", &format!("{} bytes", module.len()));
+    let info = validate::validate_command(&module).map_err(|error| BuildError::Invalid {
+        path: path.clone(),
+        error,
+    })?;
+    Ok(Artifacts {
+        name,
+        path,
+        module,
+        info,
+    })
+}

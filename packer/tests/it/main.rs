@@ -1,0 +1,11 @@
+//! Integration tests of wasmbuild-packer: packing, unpacking, the store, archives, and
+//! skopeo reading what the store and archives hold.
+
+#![allow(clippy::unwrap_used)]
+
+mod archive;
+mod pack;
+mod skopeo;
+mod store;
+mod support;
+mod unpack;

@@ -1,0 +1,165 @@
+//! `wasmbuild build`: Wasmfile → module → image in the local store.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use wasmbuild_builder::{BuildError, Reporter};
+use wasmbuild_packer::{ImageInput, Reference};
+
+use crate::cli::GlobalArgs;
+use crate::progress::Terminal;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The folder that holds the Wasmfile
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// The Wasmfile to read (default: DIR/Wasmfile)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// A reference for the image, e.g. ghcr.io/me/app:1.0 (repeatable)
+    #[arg(short = 't', long = "tag", value_name = "REF")]
+    pub tags: Vec<String>,
+    /// Set a build arg declared in [args] (NAME=VALUE, or NAME to take it from the environment)
+    #[arg(long = "build-arg", value_name = "NAME=VALUE")]
+    pub build_args: Vec<String>,
+    /// Also write the module to this folder as <name>.wasm
+    #[arg(short = 'o', long = "output", value_name = "DIR")]
+    pub output: Option<PathBuf>,
+}
+
+pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode> {
+    let wasmfile = args
+        .file
+        .clone()
+        .unwrap_or_else(|| args.dir.join("Wasmfile"));
+    let options = wasmbuild_spec::Options {
+        build_args: build_args(&args.build_args)?,
+    };
+    let resolved = wasmbuild_spec::load(&wasmfile, &options)?;
+    let plan = resolved.plan;
+
+    let terminal = Terminal::new(global);
+    for warning in &resolved.warnings {
+        terminal.warn(warning);
+    }
+    // References are checked before the build, so a typo fails in a second, not after it.
+    let mut references = requested_references(&args.tags, &plan.image)?;
+
+    let artifacts = wasmbuild_builder::build(&plan, &terminal).inspect_err(|error| {
+        // A quiet build hid the toolchain's output; the error is where it belongs then.
+        if let (Terminal::Quiet, BuildError::ToolchainFailed { stderr, .. }) = (&terminal, error) {
+            eprintln!("{}", stderr.trim_end());
+        }
+    })?;
+    if references.is_empty() {
+        references.push(super::reference(&artifacts.name)?);
+    }
+
+    terminal.step("pack", &format!("{} image", format_name(plan.image.format)));
+    let image = wasmbuild_packer::pack(&ImageInput {
+        module_name: &artifacts.name,
+        module: &artifacts.module,
+        config: &plan.image,
+        copies: &plan.copies,
+        source_date_epoch: source_date_epoch()?,
+    })?;
+    terminal.step("store", &format!("{} reference(s)", references.len()));
+    let store = crate::home::store()?;
+    store.put(&image, &references)?;
+
+    if let Some(dir) = &args.output {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = dir.join(format!("{}.wasm", artifacts.name));
+        std::fs::write(&path, &artifacts.module)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    terminal.finish();
+    terminal.say(&format!(
+        "built {}.wasm ({}) as {}",
+        artifacts.name,
+        human_size(artifacts.module.len() as u64),
+        image.digest()
+    ));
+    let digest = image.digest();
+    for reference in &references {
+        println!("{reference}@{digest}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn format_name(format: wasmbuild_spec::ImageFormat) -> &'static str {
+    match format {
+        wasmbuild_spec::ImageFormat::Image => "OCI",
+        wasmbuild_spec::ImageFormat::Artifact => "Wasm artifact",
+    }
+}
+
+/// `-t` references, then `[image] name` (or `WASMBUILD_REPO`) with each of `[image] tags`.
+fn requested_references(
+    tags: &[String],
+    image: &wasmbuild_spec::ImageConfig,
+) -> Result<Vec<Reference>> {
+    let mut references = Vec::new();
+    for tag in tags {
+        references.push(super::reference(tag).context("in `--tag`")?);
+    }
+    let repository = image.name.clone().or_else(|| {
+        std::env::var("WASMBUILD_REPO")
+            .ok()
+            .filter(|v| !v.is_empty())
+    });
+    if let Some(repository) = repository {
+        for tag in &image.tags {
+            let text = format!("{repository}:{tag}");
+            references.push(super::reference(&text).context("from `[image] name` and `tags`")?);
+        }
+    }
+    references.dedup_by(|a, b| a.to_string() == b.to_string());
+    Ok(references)
+}
+
+fn build_args(given: &[String]) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for arg in given {
+        match arg.split_once('=') {
+            Some((name, value)) => out.push((name.to_owned(), value.to_owned())),
+            // Docker's rule: a bare NAME takes its value from the environment, if set.
+            None => {
+                if let Ok(value) = std::env::var(arg) {
+                    out.push((arg.clone(), value));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `SOURCE_DATE_EPOCH`, the reproducible-builds convention for "when" in outputs.
+fn source_date_epoch() -> Result<Option<i64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse().map(Some).map_err(|_| {
+            super::hinted(
+                format!("SOURCE_DATE_EPOCH is `{v}`, not a number of seconds"),
+                "set it to a Unix time, e.g. `$(git log -1 --format=%ct)`",
+            )
+        }),
+        _ => Ok(None),
+    }
+}
+
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "kB", "MB", "GB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

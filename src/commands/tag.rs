@@ -1,0 +1,23 @@
+//! `wasmbuild tag SOURCE TARGET`.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::cli::GlobalArgs;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// An image in the local store
+    pub source: String,
+    /// The new reference
+    pub target: String,
+}
+
+pub fn run(args: Args, _global: &GlobalArgs) -> Result<ExitCode> {
+    let source = super::reference(&args.source)?;
+    let target = super::reference(&args.target)?;
+    let descriptor = crate::home::store()?.tag(&source, &target)?;
+    println!("{target}@{}", descriptor.digest);
+    Ok(ExitCode::SUCCESS)
+}

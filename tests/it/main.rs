@@ -1,0 +1,10 @@
+//! Integration tests: the real `wasmbuild` binary against the projects in `fixtures/`, and
+//! independent tools (skopeo, the Python wasmtime package) reading what it wrote.
+
+mod broken;
+mod build;
+mod interop;
+mod readme;
+mod run;
+mod store;
+mod support;

@@ -1,0 +1,120 @@
+//! A private `WASMBUILD_HOME` per test, and the tools the test script installs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use assert_cmd::cargo::CommandCargoExt;
+use tempfile::TempDir;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    repo().join("fixtures").join(name)
+}
+
+/// One test's wasmbuild state, removed when the test ends.
+pub struct Home {
+    pub dir: TempDir,
+}
+
+impl Home {
+    pub fn new() -> Home {
+        Home {
+            dir: tempfile::Builder::new()
+                .prefix("wasmbuild-home-")
+                .tempdir()
+                .expect("temp dir"),
+        }
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut command = Command::cargo_bin("wasmbuild").expect("the wasmbuild binary");
+        command
+            .env("WASMBUILD_HOME", self.dir.path())
+            .env_remove("WASMBUILD_REPO")
+            .env_remove("SOURCE_DATE_EPOCH")
+            .env("WASMBUILD_PROGRESS", "plain");
+        command
+    }
+
+    /// Runs wasmbuild with `args`; returns the output whatever the status.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run wasmbuild")
+    }
+
+    /// Runs wasmbuild and insists it succeeds; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "wasmbuild {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("utf-8 stdout")
+    }
+
+    /// Builds a fixture; returns the first `REF@sha256:...` line.
+    pub fn build(&self, fixture_name: &str, extra: &[&str]) -> String {
+        let dir = fixture(fixture_name);
+        let mut args = vec!["build", dir.to_str().expect("utf-8 path")];
+        args.extend_from_slice(extra);
+        let stdout = self.ok(&args);
+        stdout
+            .lines()
+            .next()
+            .expect("a reference on stdout")
+            .to_owned()
+    }
+}
+
+/// The digest part of `REF@sha256:...`.
+pub fn digest_of(line: &str) -> &str {
+    line.rsplit_once('@').map(|(_, d)| d).expect("REF@DIGEST")
+}
+
+/// A tool that `scripts/test` installs: missing means the set-up is broken, so fail.
+pub fn require(tool: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(tool))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("`{tool}` is not on PATH: run `scripts/test`, which installs it"))
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Every file under `dir` with its bytes, to prove a failed command changed nothing.
+pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&next) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let bytes = std::fs::read(&path).expect("read file");
+                files.push((path, bytes));
+            }
+        }
+    }
+    files.sort();
+    files
+}
