@@ -1,5 +1,7 @@
 //! The command-module policy on small hand-assembled modules.
 
+#![allow(clippy::unwrap_used)]
+
 use wasmbuild_builder::validate::{ModuleError, validate_command};
 
 fn leb(mut n: usize, out: &mut Vec<u8>) {

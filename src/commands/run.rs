@@ -57,7 +57,15 @@ pub fn run(args: Args, _global: &GlobalArgs) -> Result<ExitCode> {
 
     let mut wasi = WasiCtxBuilder::new();
     wasi.inherit_stdio().args(&argv);
-    for (name, value) in environment(config.env.as_deref().unwrap_or_default(), &args.env) {
+    // WASI preview 1 has no working directory: a guest starts at `/`. Go's runtime and
+    // programs that honour PWD start in WorkingDir when PWD names it.
+    let mut image_env = config.env.unwrap_or_default();
+    if let Some(workdir) = config.working_dir.filter(|w| w != "/" && !w.is_empty()) {
+        if !image_env.iter().any(|e| e.starts_with("PWD=")) {
+            image_env.push(format!("PWD={workdir}"));
+        }
+    }
+    for (name, value) in environment(&image_env, &args.env) {
         wasi.env(name, value);
     }
     wasi.preopened_dir(root.path(), "/", FsPerms::ReadOnly)

@@ -1,6 +1,8 @@
 //! Integration tests: the real `wasmbuild` binary against the projects in `fixtures/`, and
 //! independent tools (skopeo, the Python wasmtime package) reading what it wrote.
 
+#![allow(clippy::unwrap_used)]
+
 mod broken;
 mod build;
 mod interop;

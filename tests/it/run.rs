@@ -49,6 +49,7 @@ fn copied_files_are_readable_at_their_image_paths_and_read_only() {
         "/static/index.html: <h1>hello</h1>\n\
          /static/css/site.css: h1 { color: teal }\n\
          /etc/site/motd.txt: welcome aboard\n\
+         PWD=/static\n\
          write: denied\n"
     );
 }

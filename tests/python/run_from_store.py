@@ -3,7 +3,7 @@
 
 An independent reader and runtime: it follows the OCI image layout by hand (index.json →
 manifest → config → layer), checks every digest, unpacks the layer with `tarfile`, and runs
-the entrypoint with the image's Env and Cmd (or the arguments given), the image's files
+the entrypoint with the image's Env (WorkingDir as PWD) and Cmd (or the arguments given), the image's files
 preopened read-only at `/`. The guest's stdout and stderr go to ours; its exit code is ours.
 
 usage: run_from_store.py STORE REF [ARGS...]
@@ -54,6 +54,10 @@ def main():
     entrypoint = settings["Entrypoint"]
     argv = entrypoint + (args if args else settings.get("Cmd") or [])
     env = [entry.split("=", 1) for entry in settings.get("Env") or []]
+    # WASI preview 1 has no working directory; WorkingDir is passed as PWD.
+    workdir = settings.get("WorkingDir") or "/"
+    if workdir != "/" and not any(name == "PWD" for name, _ in env):
+        env.append(["PWD", workdir])
 
     engine = wasmtime.Engine()
     linker = wasmtime.Linker(engine)
