@@ -1,5 +1,16 @@
 //! wasmbuild: build, pack, push and run WebAssembly (WASI preview 1) modules as OCI images.
 
+/// `println!` for data on stdout; a closed pipe (`wasmbuild images | head -1`) ends the
+/// program quietly instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(error) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            $crate::stdout_failed(error);
+        }
+    }};
+}
+
 mod cli;
 mod commands;
 mod diagnostics;
@@ -31,4 +42,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writing data to stdout failed: quietly done on a closed pipe, an error otherwise.
+fn stdout_failed(error: std::io::Error) -> ! {
+    if error.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("error: cannot write to stdout: {error}");
+    std::process::exit(1);
 }

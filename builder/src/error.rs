@@ -31,8 +31,11 @@ pub enum BuildError {
     NoArtifact {
         command: String,
         bin: Option<String>,
+        /// The binaries it did build.
         found: Vec<String>,
     },
+    #[error("`{command}` built {} binaries, so which one is the module is not clear: {}", .found.len(), .found.join(", "))]
+    Ambiguous { command: String, found: Vec<String> },
     #[error("the toolchain `{toolchain}` is not supported by this version of wasmbuild")]
     Unsupported { toolchain: String },
     #[error("{} is not a WASI preview-1 command module", path.display())]
@@ -55,10 +58,10 @@ impl BuildError {
                     _ => format!("install `{program}` or put it on PATH"),
                 })
             }
-            BuildError::NoArtifact { found, bin, .. } if !found.is_empty() => Some(match bin {
-                Some(_) => format!("the package builds: {}; set `[build] bin` to one of them", found.join(", ")),
-                None => format!("the package builds: {}; set `[build] bin` to choose one", found.join(", ")),
-            }),
+            BuildError::NoArtifact { found, .. } if !found.is_empty() => {
+                Some(format!("it builds {}; set `[build] bin` to one of them", found.join(", ")))
+            }
+            BuildError::Ambiguous { .. } => Some("set `[build] bin` (and `package` in a workspace) to choose one".to_owned()),
             BuildError::NoArtifact { .. } => Some("a binary target (src/main.rs or [[bin]]) is needed: libraries and cdylibs are not WASI commands".to_owned()),
             BuildError::Invalid { error, .. } => error.hint(),
             _ => None,

@@ -84,7 +84,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode> {
     ));
     let digest = image.digest();
     for reference in &references {
-        println!("{reference}@{digest}");
+        outln!("{reference}@{digest}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -44,7 +44,7 @@ pub fn run(args: Args, _global: &GlobalArgs) -> Result<ExitCode> {
         });
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
     let width = rows
@@ -59,13 +59,15 @@ pub fn run(args: Args, _global: &GlobalArgs) -> Result<ExitCode> {
         .max()
         .unwrap_or(0)
         .max("TAG".len());
-    println!(
+    outln!(
         "{:width$}  {:tag_width$}  {:19}  SIZE",
-        "REPOSITORY", "TAG", "DIGEST"
+        "REPOSITORY",
+        "TAG",
+        "DIGEST"
     );
     for row in &rows {
         let short = row.digest.get(..19).unwrap_or(&row.digest);
-        println!(
+        outln!(
             "{:width$}  {:tag_width$}  {short:19}  {}",
             row.repository,
             row.tag,

@@ -72,7 +72,7 @@ pub fn run(args: Args, _global: &GlobalArgs) -> Result<ExitCode> {
         module,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&inspection)?);
+        outln!("{}", serde_json::to_string_pretty(&inspection)?);
     } else {
         print_human(&inspection, &manifest);
     }
@@ -81,8 +81,8 @@ pub fn run(args: Args, _global: &GlobalArgs) -> Result<ExitCode> {
 
 fn print_human(i: &Inspection, manifest: &wasmbuild_packer::Manifest) {
     use super::build::human_size;
-    println!("Reference:   {}", i.reference);
-    println!("Digest:      {}", i.digest);
+    outln!("Reference:   {}", i.reference);
+    outln!("Digest:      {}", i.digest);
     let get = |key: &str| {
         i.config
             .get(key)
@@ -90,24 +90,24 @@ fn print_human(i: &Inspection, manifest: &wasmbuild_packer::Manifest) {
             .unwrap_or("")
             .to_owned()
     };
-    println!("Platform:    {}/{}", get("os"), get("architecture"));
+    outln!("Platform:    {}/{}", get("os"), get("architecture"));
     let c = i.config.get("config");
     let field = |key: &str| {
         c.and_then(|c| c.get(key))
             .map(|v| v.to_string())
             .unwrap_or_else(|| "-".to_owned())
     };
-    println!("Entrypoint:  {}", field("Entrypoint"));
-    println!("Cmd:         {}", field("Cmd"));
-    println!("Env:         {}", field("Env"));
-    println!("WorkingDir:  {}", field("WorkingDir"));
-    println!(
+    outln!("Entrypoint:  {}", field("Entrypoint"));
+    outln!("Cmd:         {}", field("Cmd"));
+    outln!("Env:         {}", field("Env"));
+    outln!("WorkingDir:  {}", field("WorkingDir"));
+    outln!(
         "Config:      {} {}",
         manifest.config.digest,
         human_size(manifest.config.size)
     );
     for layer in &manifest.layers {
-        println!(
+        outln!(
             "Layer:       {} {} {}",
             layer.digest,
             human_size(layer.size),
@@ -115,18 +115,18 @@ fn print_human(i: &Inspection, manifest: &wasmbuild_packer::Manifest) {
         );
     }
     if let Some(module) = &i.module {
-        println!(
+        outln!(
             "Module:      {} ({})",
             module.path,
             human_size(module.info.size)
         );
-        println!("Imports:");
+        outln!("Imports:");
         for import in &module.info.imports {
-            println!("  {}.{} ({})", import.module, import.name, import.kind);
+            outln!("  {}.{} ({})", import.module, import.name, import.kind);
         }
-        println!("Exports:");
+        outln!("Exports:");
         for export in &module.info.exports {
-            println!("  {} ({})", export.name, export.kind);
+            outln!("  {} ({})", export.name, export.kind);
         }
     }
 }

@@ -17,7 +17,7 @@ pub struct Args {
 pub fn run(args: Args, _global: &GlobalArgs) -> Result<ExitCode> {
     let loaded = crate::home::store()?.load(&args.input)?;
     for reference in loaded {
-        println!("Loaded image: {}", reference.familiar());
+        outln!("Loaded image: {}", reference.familiar());
     }
     Ok(ExitCode::SUCCESS)
 }

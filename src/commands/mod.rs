@@ -29,7 +29,7 @@ pub fn hinted(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Er
 
 /// `wasmbuild schema`: the Wasmfile's JSON Schema, for editors.
 pub fn schema() -> anyhow::Result<ExitCode> {
-    print!("{}", wasmbuild_spec::schema_json());
+    outln!("{}", wasmbuild_spec::schema_json().trim_end());
     Ok(ExitCode::SUCCESS)
 }
 

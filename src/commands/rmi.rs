@@ -26,7 +26,7 @@ pub fn run(args: Args, _global: &GlobalArgs) -> Result<ExitCode> {
     }
     for reference in &references {
         let descriptor = store.remove(reference)?;
-        println!("Untagged: {}@{}", reference.familiar(), descriptor.digest);
+        outln!("Untagged: {}@{}", reference.familiar(), descriptor.digest);
     }
     Ok(ExitCode::SUCCESS)
 }

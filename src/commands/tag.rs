@@ -18,6 +18,6 @@ pub fn run(args: Args, _global: &GlobalArgs) -> Result<ExitCode> {
     let source = super::reference(&args.source)?;
     let target = super::reference(&args.target)?;
     let descriptor = crate::home::store()?.tag(&source, &target)?;
-    println!("{target}@{}", descriptor.digest);
+    outln!("{target}@{}", descriptor.digest);
     Ok(ExitCode::SUCCESS)
 }

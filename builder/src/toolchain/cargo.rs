@@ -171,3 +171,65 @@ fn hint_for(stderr: &str) -> Option<String> {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What cargo printed here with the target removed (`rustup target remove wasm32-wasip1`).
+    const NO_TARGET: &str = "error[E0463]: can't find crate for `core`\n  |\n  = note: the `wasm32-wasip1` target may not be installed\n  = help: consider downloading the target with `rustup target add wasm32-wasip1`";
+
+    #[test]
+    fn a_missing_target_is_recognised_and_hinted() {
+        assert!(target_missing(NO_TARGET));
+        assert_eq!(
+            hint_for(NO_TARGET).as_deref(),
+            Some("install the target: `rustup target add wasm32-wasip1`")
+        );
+        assert!(!target_missing("error[E0308]: mismatched types"));
+        assert_eq!(hint_for("error[E0308]: mismatched types"), None);
+    }
+
+    fn built(name: &str) -> Built {
+        Built {
+            package: format!("path+file:///p#{name}@0.1.0"),
+            name: name.to_owned(),
+            path: PathBuf::from(format!("/t/{name}.wasm")),
+        }
+    }
+
+    fn settings(bin: Option<&str>) -> CargoSettings {
+        CargoSettings {
+            package: None,
+            bin: bin.map(str::to_owned),
+            profile: "release".to_owned(),
+            features: vec![],
+            no_default_features: false,
+        }
+    }
+
+    #[test]
+    fn one_binary_is_the_module_and_several_need_a_choice() {
+        let (name, path) =
+            choose(vec![built("app")], &settings(None), "cargo build".into()).unwrap();
+        assert_eq!((name.as_str(), path), ("app", PathBuf::from("/t/app.wasm")));
+        let error = choose(
+            vec![built("app"), built("tool")],
+            &settings(None),
+            "cargo build".into(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "`cargo build` built no WebAssembly binary"
+        );
+        assert!(error.hint().unwrap().contains("set `[build] bin`"));
+        let (name, _) = choose(
+            vec![built("app"), built("tool")],
+            &settings(Some("tool")),
+            "c".into(),
+        )
+        .unwrap();
+        assert_eq!(name, "tool");
+    }
+}
