@@ -11,6 +11,8 @@ pub struct Import {
     pub module: String,
     pub name: String,
     pub kind: &'static str,
+    /// Where the import is declared in the module.
+    pub offset: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -44,7 +46,12 @@ pub enum ModuleError {
 fn list(imports: &[Import]) -> String {
     imports
         .iter()
-        .map(|i| format!("`{}.{}` ({})", i.module, i.name, i.kind))
+        .map(|i| {
+            format!(
+                "`{}.{}` ({}, at byte offset {:#x})",
+                i.module, i.name, i.kind, i.offset
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -97,8 +104,8 @@ pub fn inspect_module(bytes: &[u8]) -> Result<ModuleInfo, ModuleError> {
                 return Err(ModuleError::Component);
             }
             Payload::ImportSection(reader) => {
-                for import in reader.clone().into_imports() {
-                    let import = import.map_err(malformed)?;
+                for import in reader.clone().into_imports_with_offsets() {
+                    let (offset, import) = import.map_err(malformed)?;
                     info.imports.push(Import {
                         module: import.module.to_owned(),
                         name: import.name.to_owned(),
@@ -109,6 +116,7 @@ pub fn inspect_module(bytes: &[u8]) -> Result<ModuleInfo, ModuleError> {
                             TypeRef::Global(_) => "global",
                             TypeRef::Tag(_) => "tag",
                         },
+                        offset,
                     });
                 }
             }

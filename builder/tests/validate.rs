@@ -79,7 +79,10 @@ fn an_import_from_another_module_is_named() {
     assert!(matches!(error, ModuleError::ForeignImports(ref i) if i.len() == 2));
     assert_eq!(
         error.to_string(),
-        "it imports `env.host_log` (func), `env.now` (func); a WASI preview-1 host provides only `wasi_snapshot_preview1`"
+        // Header 8 + type section 6 = 14; the import section's id, size and count take 3 bytes;
+        // the WASI import takes 34 (0x33), `env.host_log` 15 (0x42).
+        "it imports `env.host_log` (func, at byte offset 0x33), `env.now` (func, at byte offset 0x42); \
+         a WASI preview-1 host provides only `wasi_snapshot_preview1`"
     );
     assert!(error.hint().is_some());
 }

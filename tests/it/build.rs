@@ -126,3 +126,55 @@ fn plain_progress_names_the_steps_on_stderr() {
         "--quiet prints nothing on success"
     );
 }
+
+#[test]
+fn two_builds_at_once_into_one_store_both_land() {
+    let home = Home::new();
+    // Build once so both racers only pack and store.
+    home.build("hello", &[]);
+    let racers: Vec<_> = [
+        "ghcr.io/me/a:1",
+        "ghcr.io/me/b:1",
+        "ghcr.io/me/c:1",
+        "ghcr.io/me/d:1",
+    ]
+    .iter()
+    .map(|tag| {
+        home.cmd()
+            .args(["build", "-q", fixture("hello").to_str().unwrap(), "-t", tag])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    })
+    .collect();
+    for racer in racers {
+        let output = racer.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let json: serde_json::Value = serde_json::from_str(&home.ok(&["images", "--json"])).unwrap();
+    let references: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["reference"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        references,
+        [
+            "docker.io/library/hello:latest",
+            "ghcr.io/me/a:1",
+            "ghcr.io/me/b:1",
+            "ghcr.io/me/c:1",
+            "ghcr.io/me/d:1"
+        ]
+    );
+    for reference in references {
+        let output = home.run(&["run", reference]);
+        assert!(output.status.success(), "{reference}");
+    }
+}
