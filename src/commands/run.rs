@@ -60,10 +60,10 @@ pub fn run(args: Args, _global: &GlobalArgs) -> Result<ExitCode> {
     // WASI preview 1 has no working directory: a guest starts at `/`. Go's runtime and
     // programs that honour PWD start in WorkingDir when PWD names it.
     let mut image_env = config.env.unwrap_or_default();
-    if let Some(workdir) = config.working_dir.filter(|w| w != "/" && !w.is_empty()) {
-        if !image_env.iter().any(|e| e.starts_with("PWD=")) {
-            image_env.push(format!("PWD={workdir}"));
-        }
+    if let Some(workdir) = config.working_dir.filter(|w| w != "/" && !w.is_empty())
+        && !image_env.iter().any(|e| e.starts_with("PWD="))
+    {
+        image_env.push(format!("PWD={workdir}"));
     }
     for (name, value) in environment(&image_env, &args.env) {
         wasi.env(name, value);
