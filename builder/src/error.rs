@@ -36,6 +36,8 @@ pub enum BuildError {
     },
     #[error("`{command}` built {} binaries, so which one is the module is not clear: {}", .found.len(), .found.join(", "))]
     Ambiguous { command: String, found: Vec<String> },
+    #[error("`{command}` succeeded but left no module at {}", output.display())]
+    MissingOutput { command: String, output: PathBuf },
     #[error("the toolchain `{toolchain}` is not supported by this version of wasmbuild")]
     Unsupported { toolchain: String },
     #[error("{} is not a WASI preview-1 command module", path.display())]
@@ -64,6 +66,9 @@ impl BuildError {
             BuildError::Ambiguous { .. } => Some("set `[build] bin` (and `package` in a workspace) to choose one".to_owned()),
             BuildError::NoArtifact { .. } => Some("a binary target (src/main.rs or [[bin]]) is needed: libraries and cdylibs are not WASI commands".to_owned()),
             BuildError::Invalid { error, .. } => error.hint(),
+            BuildError::MissingOutput { .. } => {
+                Some("set `[build] output` to where the command writes the module (relative to the context)".to_owned())
+            }
             _ => None,
         }
     }

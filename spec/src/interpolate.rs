@@ -207,6 +207,8 @@ pub(crate) fn interpolate(
         module,
         command,
         output,
+        allow_imports,
+        exec_model: _,
     } = build;
     let b = |key| [Seg::Key("build"), Seg::Key(key)];
     it.string(context, &b("context"));
@@ -224,6 +226,7 @@ pub(crate) fn interpolate(
     it.opt_string(module, &b("module"));
     it.opt_strings(command, &b("command"));
     it.opt_string(output, &b("output"));
+    it.strings(allow_imports, &b("allow-imports"));
 
     let PrecompileSection { targets } = precompile;
     it.strings(targets, &[Seg::Key("precompile"), Seg::Key("targets")]);

@@ -23,6 +23,27 @@ pub struct BuildPlan {
     pub copies: Vec<CopyRule>,
     /// Build args after `--build-arg` overrides (declared ones only).
     pub args: BTreeMap<String, String>,
+    /// What the built module may import and export.
+    pub policy: Policy,
+}
+
+/// The gate every module passes before it is packed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Policy {
+    /// Imports allowed besides `wasi_snapshot_preview1`: `module.name` or `module.*`.
+    pub allow_imports: Vec<String>,
+    pub exec_model: ExecModel,
+}
+
+/// How a host runs the module (WASI's "execution model").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecModel {
+    /// Exports `_start`: run once, like a process.
+    #[default]
+    Command,
+    /// Exports `_initialize` and functions a host calls; no `_start`.
+    Reactor,
 }
 
 /// How the module is produced, with the settings that belong to that toolchain.

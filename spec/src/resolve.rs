@@ -10,7 +10,7 @@ use crate::error::{BUILD_CONTEXT, SpecError, WASMFILE_FOLDER};
 use crate::interpolate::{interpolate, is_arg_name};
 use crate::locate::{Seg, SourceMap, describe_key};
 use crate::plan::{
-    BuildPlan, CargoSettings, ClangSettings, CopyRule, GoSettings, ImageConfig, Optimize,
+    BuildPlan, CargoSettings, ClangSettings, CopyRule, GoSettings, ImageConfig, Optimize, Policy,
     Precompile, Toolchain,
 };
 use crate::wasmfile::{BuildSection, ImageSection, ToolchainKind, Wasmfile};
@@ -631,6 +631,27 @@ pub(crate) fn resolve(
     let chosen = resolver.choose_builder(&build, &context)?;
     resolver.check_toolchain_keys(&build, &chosen)?;
     let env = build.env.clone();
+    for (index, pattern) in build.allow_imports.iter().enumerate() {
+        let at = [
+            Seg::Key("build"),
+            Seg::Key("allow-imports"),
+            Seg::Index(index),
+        ];
+        let valid = pattern
+            .split_once('.')
+            .is_some_and(|(module, name)| !module.is_empty() && !name.is_empty());
+        if !valid {
+            return Err(resolver.invalid(
+                Some(&at),
+                format!("`allow-imports` in [build] has {pattern:?}: expected `module.name` or `module.*`"),
+                Some("such as \"env.log\" or \"env.*\""),
+            ));
+        }
+    }
+    let policy = Policy {
+        allow_imports: build.allow_imports.clone(),
+        exec_model: build.exec_model,
+    };
     let toolchain = resolver.toolchain(build, &chosen, &context)?;
 
     for (index, target) in precompile.targets.iter().enumerate() {
@@ -703,6 +724,7 @@ pub(crate) fn resolve(
             image,
             copies,
             args,
+            policy,
         },
         warnings,
     })

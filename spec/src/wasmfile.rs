@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::plan::{ImageFormat, OptLevel, Os, Strip};
+use crate::plan::{ExecModel, ImageFormat, OptLevel, Os, Strip};
 
 /// A Wasmfile: how to build a WASI preview-1 module and pack it into an OCI image.
 ///
@@ -94,6 +94,13 @@ pub struct BuildSection {
     pub command: Option<Vec<String>>,
     /// With `command`: where the command leaves the module, relative to the context.
     pub output: Option<String>,
+
+    /// Imports allowed besides `wasi_snapshot_preview1`, as `module.name` or `module.*`
+    /// (for a host that provides them). Anything else imported fails the build.
+    pub allow_imports: Vec<String>,
+    /// `command` (exports `_start`, runs once) or `reactor` (exports `_initialize`, a library
+    /// a host calls into). Taken literally.
+    pub exec_model: ExecModel,
 }
 
 impl Default for BuildSection {
@@ -116,6 +123,8 @@ impl Default for BuildSection {
             module: None,
             command: None,
             output: None,
+            allow_imports: Vec::new(),
+            exec_model: ExecModel::Command,
         }
     }
 }

@@ -126,7 +126,7 @@ fn unknown_key_suggestions_forgive_case_and_underscores() {
         "<root>/Wasmfile:2:1: unknown key `no_default_features` in [build], expected one of \
          `toolchain`, `context`, `env`, `package`, `bin`, `profile`, `features`, \
          `no-default-features`, `sources`, `include`, `defines`, `flags`, `libs`, `main`, \
-         `module`, `command`, `output`",
+         `module`, `command`, `output`, `allow-imports`, `exec-model`",
         Some((2, 1)),
         Some("did you mean `no-default-features`?"),
     );
