@@ -4,6 +4,7 @@
 
 pub mod engine;
 mod error;
+mod features;
 pub mod toolchain;
 pub mod validate;
 

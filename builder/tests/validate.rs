@@ -2,7 +2,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use wasmbuild_builder::validate::{ModuleError, validate_command};
+use wasmbuild_builder::validate::{ModuleError, check, validate_command};
+use wasmbuild_spec::{ExecModel, Policy};
 
 fn leb(mut n: usize, out: &mut Vec<u8>) {
     loop {
@@ -89,11 +90,114 @@ fn an_import_from_another_module_is_named() {
 
 #[test]
 fn a_module_without_start_is_not_a_command() {
-    let error = validate_command(&module(&[], "_initialize")).unwrap_err();
+    let error = validate_command(&module(&[], "main")).unwrap_err();
     assert_eq!(
         error.to_string(),
-        "it exports no `_start` function, so it is not a command (it exports `_initialize`)"
+        "it exports no `_start` function, so it is not a command (it exports `main`)"
     );
+}
+
+#[test]
+fn a_reactor_passes_only_when_the_wasmfile_says_so() {
+    let reactor = module(&[], "_initialize");
+    let error = validate_command(&reactor).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "it is a reactor (it exports `_initialize` and no `_start`), not a command"
+    );
+    assert_eq!(
+        error.hint().unwrap(),
+        "to pack it as a library for a host to call, set `[build] exec-model = \"reactor\"`"
+    );
+    let policy = Policy {
+        exec_model: ExecModel::Reactor,
+        ..Policy::default()
+    };
+    assert!(check(&reactor, &policy).is_ok());
+    let error = check(&module(&[], "_start"), &policy).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "it exports `_start`, so it is a command, but the Wasmfile says `exec-model = \"reactor\"`"
+    );
+}
+
+#[test]
+fn allow_imports_lets_named_host_functions_through() {
+    let bytes = module(
+        &[
+            ("wasi_snapshot_preview1", "fd_write"),
+            ("env", "host_log"),
+            ("env", "now"),
+        ],
+        "_start",
+    );
+    let exact = Policy {
+        allow_imports: vec!["env.host_log".into(), "env.now".into()],
+        ..Policy::default()
+    };
+    assert!(check(&bytes, &exact).is_ok());
+    let wildcard = Policy {
+        allow_imports: vec!["env.*".into()],
+        ..Policy::default()
+    };
+    assert!(check(&bytes, &wildcard).is_ok());
+    let partial = Policy {
+        allow_imports: vec!["env.host_log".into()],
+        ..Policy::default()
+    };
+    let error = check(&bytes, &partial).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "it imports `env.now` (func, at byte offset 0x42); a WASI preview-1 host provides only `wasi_snapshot_preview1`"
+    );
+    assert!(
+        error
+            .hint()
+            .unwrap()
+            .ends_with("allow them: `[build] allow-imports = [\"env.now\"]`")
+    );
+}
+
+#[test]
+fn inspect_reports_memory_features_and_producers() {
+    // () -> () whose body is `i32.const 1; i32.extend8_s; drop` (sign-ext), one memory of
+    // 1..=2 pages, and a producers section naming the language.
+    let mut bytes = b"\0asm\x01\0\0\0".to_vec();
+    bytes.extend(section(1, &[1, 0x60, 0, 0]));
+    bytes.extend(section(3, &[1, 0]));
+    bytes.extend(section(5, &[1, 0x01, 1, 2]));
+    let mut exports = vec![1];
+    exports.extend(name("_start"));
+    exports.extend([0x00, 0]);
+    bytes.extend(section(7, &exports));
+    bytes.extend(section(10, &[1, 6, 0, 0x41, 1, 0xc0, 0x1a, 0x0b]));
+    let mut producers = name("producers");
+    producers.push(1);
+    producers.extend(name("language"));
+    producers.push(1);
+    producers.extend(name("C11"));
+    producers.extend(name(""));
+    bytes.extend(section(0, &producers));
+
+    let info = validate_command(&bytes).unwrap();
+    assert_eq!(info.features, ["sign-ext"]);
+    assert_eq!(info.memories.len(), 1);
+    assert_eq!(
+        (
+            info.memories[0].initial_pages,
+            info.memories[0].maximum_pages
+        ),
+        (1, Some(2))
+    );
+    assert_eq!(info.producers.len(), 1);
+    assert_eq!(
+        (
+            info.producers[0].field.as_str(),
+            info.producers[0].name.as_str()
+        ),
+        ("language", "C11")
+    );
+    assert_eq!(info.custom_sections, ["producers"]);
 }
 
 #[test]
@@ -119,6 +223,10 @@ fn a_component_is_refused_as_such() {
     // The component-model preamble: magic, version 0x0d, layer 1.
     let error = validate_command(b"\0asm\x0d\0\x01\0").unwrap_err();
     assert!(matches!(error, ModuleError::Component), "{error}");
+    assert_eq!(
+        error.to_string(),
+        "it is a WebAssembly component (WASI preview 2); components are not supported yet, only core modules (WASI preview 1)"
+    );
 }
 
 fn error_text(bytes: &[u8]) -> String {

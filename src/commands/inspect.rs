@@ -115,11 +115,48 @@ fn print_human(i: &Inspection, manifest: &wasmbuild_packer::Manifest) {
         );
     }
     if let Some(module) = &i.module {
-        outln!(
-            "Module:      {} ({})",
-            module.path,
-            human_size(module.info.size)
-        );
+        let info = &module.info;
+        outln!("Module:      {} ({})", module.path, human_size(info.size));
+        let features = if info.features.is_empty() {
+            "WebAssembly 1.0 only".to_owned()
+        } else {
+            info.features.join(", ")
+        };
+        outln!("Features:    {features}");
+        for memory in &info.memories {
+            let max = memory
+                .maximum_pages
+                .map_or("no maximum".to_owned(), |m| format!("at most {m}"));
+            let notes: Vec<&str> = [
+                (memory.imported, "imported"),
+                (memory.shared, "shared"),
+                (memory.memory64, "64-bit"),
+            ]
+            .into_iter()
+            .filter_map(|(set, note)| set.then_some(note))
+            .collect();
+            let notes = if notes.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", notes.join(", "))
+            };
+            outln!(
+                "Memory:      {} pages of 64 KiB, {max}{notes}",
+                memory.initial_pages
+            );
+        }
+        if !info.producers.is_empty() {
+            let producers: Vec<String> = info
+                .producers
+                .iter()
+                .map(|p| {
+                    format!("{}: {} {}", p.field, p.name, p.version)
+                        .trim_end()
+                        .to_owned()
+                })
+                .collect();
+            outln!("Producers:   {}", producers.join("; "));
+        }
         outln!("Imports:");
         for import in &module.info.imports {
             outln!("  {}.{} ({})", import.module, import.name, import.kind);

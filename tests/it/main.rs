@@ -10,3 +10,4 @@ mod readme;
 mod run;
 mod store;
 mod support;
+mod toolchains;
