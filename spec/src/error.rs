@@ -1,10 +1,10 @@
-//! Errors in a Wasmfile, each with what a person needs to fix it: the file, the line and
+//! Errors in a Wasmfile or Dockerfile, each with what a person needs to fix it: the file, the line and
 //! column of the offending key or value, what was wrong and what was expected, and a hint.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// A 1-based line and column (in characters) in the Wasmfile.
+/// A 1-based line and column (in characters) in the Wasmfile or Dockerfile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Location {
     pub line: usize,
@@ -35,7 +35,7 @@ pub(crate) const WASMFILE_FOLDER: &str = "the Wasmfile's folder";
 /// `SpecError::EscapesContext::within` for every path but `context`.
 pub(crate) const BUILD_CONTEXT: &str = "the build context";
 
-/// Why a Wasmfile could not be turned into a [`BuildPlan`](crate::BuildPlan).
+/// Why a Wasmfile or Dockerfile could not be turned into a [`BuildPlan`](crate::BuildPlan).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SpecError {
@@ -170,6 +170,17 @@ pub enum SpecError {
         hint: Option<String>,
     },
 
+    /// A Dockerfile instruction, flag or form that a Wasm image cannot have, such as `RUN`.
+    #[error("{}: {message}", At(.path, .location))]
+    Unsupported {
+        path: PathBuf,
+        location: Option<Location>,
+        /// The instruction, upper case, such as `RUN` or `COPY`.
+        instruction: String,
+        message: String,
+        hint: Option<String>,
+    },
+
     /// A `--build-arg` that is not `NAME=VALUE`.
     #[error("--build-arg {arg:?}: {message}")]
     BuildArg { arg: String, message: String },
@@ -188,7 +199,8 @@ impl SpecError {
             | SpecError::UndefinedArg { path, .. }
             | SpecError::WrongToolchainKey { path, .. }
             | SpecError::Detect { path, .. }
-            | SpecError::Invalid { path, .. } => Some(path),
+            | SpecError::Invalid { path, .. }
+            | SpecError::Unsupported { path, .. } => Some(path),
             SpecError::BuildArg { .. } => None,
         }
     }
@@ -203,7 +215,8 @@ impl SpecError {
             | SpecError::Missing { location, .. }
             | SpecError::UndefinedArg { location, .. }
             | SpecError::WrongToolchainKey { location, .. }
-            | SpecError::Invalid { location, .. } => *location,
+            | SpecError::Invalid { location, .. }
+            | SpecError::Unsupported { location, .. } => *location,
             SpecError::Io { .. } | SpecError::Detect { .. } | SpecError::BuildArg { .. } => None,
         }
     }
@@ -257,7 +270,7 @@ impl SpecError {
                  (or give `command` and `output`)"
                     .to_owned(),
             ),
-            SpecError::Invalid { hint, .. } => hint.clone(),
+            SpecError::Invalid { hint, .. } | SpecError::Unsupported { hint, .. } => hint.clone(),
             SpecError::BuildArg { .. } => {
                 Some("write --build-arg NAME=VALUE, e.g. --build-arg VERSION=1.0".to_owned())
             }

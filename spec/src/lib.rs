@@ -1,5 +1,6 @@
 //! The Wasmfile: TOML parsing, validation, `${ARG}` interpolation and toolchain detection,
-//! resolved into a [`BuildPlan`] before any work starts.
+//! resolved into a [`BuildPlan`] before any work starts. The Dockerfile subset Docker
+//! documents for Wasm images ([`load_dockerfile`]) resolves into the same plan.
 //!
 //! ```no_run
 //! use std::path::Path;
@@ -18,6 +19,7 @@
 // save a few bytes in the `Result`s of a function that runs once per build.
 #![allow(clippy::result_large_err)]
 
+mod dockerfile;
 mod error;
 mod interpolate;
 mod locate;
@@ -31,6 +33,7 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::de::DeTable;
 
+pub use dockerfile::{is_dockerfile_name, looks_like_dockerfile};
 pub use error::{Location, SpecError};
 pub use plan::*;
 
@@ -71,6 +74,45 @@ pub fn parse(source: &str, wasmfile: &Path, options: &Options) -> Result<Resolve
     let raw = Wasmfile::deserialize(toml::de::Deserializer::from(map.root().clone()))
         .map_err(|error| deserialize_error(&error, &map, wasmfile))?;
     resolve::resolve(raw, &map, wasmfile, &given)
+}
+
+/// Reads and resolves a Dockerfile. `context` is the build's folder, as in
+/// `docker build -f Dockerfile DIR`: COPY sources are relative to it and must stay inside it.
+pub fn load_dockerfile(
+    dockerfile: &Path,
+    context: &Path,
+    options: &Options,
+) -> Result<Resolved, SpecError> {
+    let source = std::fs::read_to_string(dockerfile).map_err(|source| SpecError::Io {
+        path: dockerfile.to_path_buf(),
+        what: "the Dockerfile",
+        source,
+    })?;
+    parse_dockerfile(&source, dockerfile, context, options)
+}
+
+/// Resolves a Dockerfile's text; `dockerfile` names it in messages.
+///
+/// Accepted: `FROM scratch`, `COPY`, `ENTRYPOINT` and `CMD` in exec (JSON) form, `ENV`,
+/// `WORKDIR`, `LABEL`, `ARG` (with `--build-arg` overrides). The module is the file
+/// `ENTRYPOINT` runs (without one, the one `.wasm` file COPYed); it becomes a prebuilt
+/// toolchain. Every other instruction is a [`SpecError::Unsupported`] that says why.
+pub fn parse_dockerfile(
+    source: &str,
+    dockerfile: &Path,
+    context: &Path,
+    options: &Options,
+) -> Result<Resolved, SpecError> {
+    let given = given_build_args(options)?;
+    dockerfile::parse(source, dockerfile, context, &given)
+}
+
+/// Whether `path` is a Dockerfile rather than a Wasmfile: by its name (`Dockerfile`,
+/// `*.Dockerfile`, `Dockerfile.*`), else by its first instruction being `FROM` (or `ARG`).
+/// A file that cannot be read is not one; loading it as a Wasmfile reports why.
+pub fn is_dockerfile(path: &Path) -> bool {
+    is_dockerfile_name(path)
+        || std::fs::read_to_string(path).is_ok_and(|source| looks_like_dockerfile(&source))
 }
 
 /// Splits a `--build-arg NAME=VALUE`, for a CLI argument parser. A bare `NAME` is an error

@@ -1,4 +1,4 @@
-//! `wasmbuild build`: Wasmfile → module → image in the local store.
+//! `wasmbuild build`: Wasmfile (or Dockerfile) → module → image in the local store.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,16 +12,16 @@ use crate::progress::Terminal;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The folder that holds the Wasmfile
+    /// The folder that holds the Wasmfile (for a Dockerfile: the build context)
     #[arg(default_value = ".")]
     pub dir: PathBuf,
-    /// The Wasmfile to read (default: DIR/Wasmfile)
+    /// The Wasmfile or Dockerfile to read (default: DIR/Wasmfile, else DIR/Dockerfile)
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// A reference for the image, e.g. ghcr.io/me/app:1.0 (repeatable)
     #[arg(short = 't', long = "tag", value_name = "REF")]
     pub tags: Vec<String>,
-    /// Set a build arg declared in [args] (NAME=VALUE, or NAME to take it from the environment)
+    /// Set a build arg declared in [args] or by ARG (NAME=VALUE, or NAME to take it from the environment)
     #[arg(long = "build-arg", value_name = "NAME=VALUE")]
     pub build_args: Vec<String>,
     /// Also write the module to this folder as <name>.wasm
@@ -30,14 +30,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode> {
-    let wasmfile = args
-        .file
-        .clone()
-        .unwrap_or_else(|| args.dir.join("Wasmfile"));
     let options = wasmbuild_spec::Options {
         build_args: build_args(&args.build_args)?,
     };
-    let resolved = wasmbuild_spec::load(&wasmfile, &options)?;
+    // As `docker build -f Dockerfile DIR`: a Dockerfile's context is DIR.
+    let resolved = match build_file(&args) {
+        (file, true) => wasmbuild_spec::load_dockerfile(&file, &args.dir, &options)?,
+        (file, false) => wasmbuild_spec::load(&file, &options)?,
+    };
     let plan = resolved.plan;
 
     let terminal = Terminal::new(global);
@@ -87,6 +87,21 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode> {
         outln!("{reference}@{digest}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The file to read and whether it is a Dockerfile: `-f FILE` (a Dockerfile by its name or
+/// its first instruction), else `DIR/Wasmfile`, else `DIR/Dockerfile` when only that exists.
+fn build_file(args: &Args) -> (PathBuf, bool) {
+    if let Some(file) = &args.file {
+        return (file.clone(), wasmbuild_spec::is_dockerfile(file));
+    }
+    let wasmfile = args.dir.join("Wasmfile");
+    let dockerfile = args.dir.join("Dockerfile");
+    if !wasmfile.exists() && dockerfile.is_file() {
+        (dockerfile, true)
+    } else {
+        (wasmfile, false)
+    }
 }
 
 fn format_name(format: wasmbuild_spec::ImageFormat) -> &'static str {

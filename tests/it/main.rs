@@ -5,6 +5,7 @@
 
 mod broken;
 mod build;
+mod dockerfile;
 mod interop;
 mod readme;
 mod run;

@@ -4,6 +4,7 @@
 // See the crate's lib.rs: errors are one flat enum on purpose.
 #![allow(clippy::result_large_err)]
 
+mod dockerfile;
 mod errors;
 mod resolve;
 mod schema;
