@@ -39,7 +39,7 @@ pub enum Progress {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Build the module a Wasmfile describes and pack it into the local store
+    /// Build the module a Wasmfile (or Dockerfile) describes and pack it into the local store
     Build(commands::build::Args),
     /// List the images in the local store
     Images(commands::images::Args),

@@ -288,3 +288,23 @@ fn inspect_shows_features_memory_and_producers_of_a_rust_module() {
     assert!(human.contains("Memory:      "), "{human}");
     assert!(human.contains("Producers:   "), "{human}");
 }
+
+#[test]
+fn a_missing_cargo_says_how_to_install_rust() {
+    let home = Home::new();
+    let output = home
+        .cmd()
+        .env("PATH", "/nonexistent")
+        .args(["build", fixture("hello").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    let error = &err[err.find("error: ").unwrap()..];
+    assert_eq!(
+        error,
+        "error: cannot run `cargo build --target wasm32-wasip1 --message-format=json-render-diagnostics --profile release`\n  \
+         caused by: No such file or directory (os error 2)\n  \
+         hint: install Rust with rustup (https://rustup.rs), then `rustup target add wasm32-wasip1`\n"
+    );
+}
