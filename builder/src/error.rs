@@ -38,8 +38,42 @@ pub enum BuildError {
     Ambiguous { command: String, found: Vec<String> },
     #[error("`{command}` succeeded but left no module at {}", output.display())]
     MissingOutput { command: String, output: PathBuf },
+    /// `origin` says where the name came from: "(from CC)", "on PATH".
+    #[error("cannot find the C compiler `{compiler}` {origin}")]
+    CompilerNotFound { compiler: String, origin: String },
+    #[error("`{compiler}` {origin} is not clang: its `--version` says {said:?}")]
+    NotClang {
+        compiler: String,
+        origin: String,
+        said: String,
+    },
+    #[error("cannot find wasi-libc (a WASI sysroot); looked at {}", .looked.join(", "))]
+    NoWasiLibc { looked: Vec<String> },
+    /// clang succeeded without linking (a flag such as `-fsyntax-only`).
+    #[error("`{command}` succeeded but wrote no new module at {}", output.display())]
+    NoNewModule { command: String, output: PathBuf },
+    /// A `sources` glob that matched nothing, is malformed, or reaches outside the context.
+    #[error("the `sources` pattern {pattern:?} {problem}")]
+    Sources { pattern: String, problem: String },
     #[error("the toolchain `{toolchain}` is not supported by this version of wasmbuild")]
     Unsupported { toolchain: String },
+    /// The toolchain's program is not on PATH (`go`, `tinygo`).
+    #[error("`{program}` is not installed: it is not on PATH")]
+    NotInstalled { program: String, hint: String },
+    /// The toolchain is older than its first release that builds WASI preview-1 modules.
+    #[error(
+        "{product} {found} is too old to build WASI preview-1 modules: {target} needs {product} ≥ {minimum}"
+    )]
+    TooOld {
+        /// "Go", "TinyGo".
+        product: String,
+        /// The version it reported ("1.20.14").
+        found: String,
+        minimum: String,
+        /// What needs the minimum ("GOOS=wasip1").
+        target: String,
+        hint: String,
+    },
     #[error("{} is not a WASI preview-1 command module", path.display())]
     Invalid {
         path: PathBuf,
@@ -53,6 +87,7 @@ impl BuildError {
     pub fn hint(&self) -> Option<String> {
         match self {
             BuildError::ToolchainFailed { hint, .. } => hint.clone(),
+            BuildError::NotInstalled { hint, .. } | BuildError::TooOld { hint, .. } => Some(hint.clone()),
             BuildError::Spawn { command, source } if source.kind() == std::io::ErrorKind::NotFound => {
                 let program = command.split_whitespace().next().unwrap_or(command);
                 Some(match program {
@@ -66,6 +101,25 @@ impl BuildError {
             BuildError::Ambiguous { .. } => Some("set `[build] bin` (and `package` in a workspace) to choose one".to_owned()),
             BuildError::NoArtifact { .. } => Some("a binary target (src/main.rs or [[bin]]) is needed: libraries and cdylibs are not WASI commands".to_owned()),
             BuildError::Invalid { error, .. } => error.hint(),
+            BuildError::CompilerNotFound { .. } => Some(
+                "install clang, lld and wasi-libc (Debian: `apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32`), \
+                 or set WASI_SDK_PATH to an unpacked wasi-sdk"
+                    .to_owned(),
+            ),
+            BuildError::NotClang { .. } => {
+                Some("WebAssembly needs clang: set CC to a clang, or unset it to use `clang` from PATH".to_owned())
+            }
+            BuildError::NoWasiLibc { .. } => Some(
+                "install wasi-libc (Debian: `apt-get install wasi-libc libclang-rt-14-dev-wasm32`), or set \
+                 WASI_SDK_PATH to an unpacked wasi-sdk, or WASI_SYSROOT to a wasi-sysroot"
+                    .to_owned(),
+            ),
+            BuildError::NoNewModule { .. } => Some(
+                "a flag in `flags` stops clang before it links (such as -fsyntax-only or -###): remove it".to_owned(),
+            ),
+            BuildError::Sources { .. } => Some(
+                "patterns are relative to the build context; `*` matches within one folder, `**` any number of folders".to_owned(),
+            ),
             BuildError::MissingOutput { .. } => {
                 Some("set `[build] output` to where the command writes the module (relative to the context)".to_owned())
             }

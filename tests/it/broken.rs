@@ -84,7 +84,7 @@ fn a_compile_error_shows_the_command_and_the_compiler_output() {
     // ...then one error naming the command and its status.
     assert_eq!(
         error_block(&err),
-        "error: `cargo build --target wasm32-wasip1 --message-format=json-render-diagnostics --profile release` \
+        "error: `cargo build --target wasm32-wasip1 --message-format=json-render-diagnostics --profile release --locked` \
          failed (exit status: 101)\n"
     );
 }

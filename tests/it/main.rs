@@ -5,6 +5,8 @@
 
 mod broken;
 mod build;
+mod cargo;
+mod clang;
 mod dockerfile;
 mod interop;
 mod readme;

@@ -303,7 +303,7 @@ fn a_missing_cargo_says_how_to_install_rust() {
     let error = &err[err.find("error: ").unwrap()..];
     assert_eq!(
         error,
-        "error: cannot run `cargo build --target wasm32-wasip1 --message-format=json-render-diagnostics --profile release`\n  \
+        "error: cannot run `cargo build --target wasm32-wasip1 --message-format=json-render-diagnostics --profile release --locked`\n  \
          caused by: No such file or directory (os error 2)\n  \
          hint: install Rust with rustup (https://rustup.rs), then `rustup target add wasm32-wasip1`\n"
     );
