@@ -55,6 +55,8 @@ pub enum Command {
     Save(commands::save::Args),
     /// Read images from an OCI archive (tar) into the local store
     Load(commands::load::Args),
+    /// List or prune the step cache (optimized and precompiled results)
+    Cache(commands::cache::Args),
     /// Print the JSON Schema of the Wasmfile
     Schema,
 }

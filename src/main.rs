@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         cli::Command::Run(args) => commands::run::run(args, &global),
         cli::Command::Save(args) => commands::save::run(args, &global),
         cli::Command::Load(args) => commands::load::run(args, &global),
+        cli::Command::Cache(args) => commands::cache::run(args, &global),
         cli::Command::Schema => commands::schema(),
     };
     match outcome {

@@ -55,6 +55,11 @@ pub enum BuildError {
     /// A `sources` glob that matched nothing, is malformed, or reaches outside the context.
     #[error("the `sources` pattern {pattern:?} {problem}")]
     Sources { pattern: String, problem: String },
+    #[error("the optimized module is not valid any more")]
+    Optimized {
+        #[source]
+        error: ModuleError,
+    },
     #[error("the toolchain `{toolchain}` is not supported by this version of wasmbuild")]
     Unsupported { toolchain: String },
     /// The toolchain's program is not on PATH (`go`, `tinygo`).
@@ -74,6 +79,9 @@ pub enum BuildError {
         target: String,
         hint: String,
     },
+    /// `go build -o` of a package that is not `package main` writes a library archive.
+    #[error("`{main}` is not a main package: `{command}` built a library archive, not a program")]
+    NotMainPackage { command: String, main: String },
     #[error("{} is not a WASI preview-1 command module", path.display())]
     Invalid {
         path: PathBuf,
@@ -88,6 +96,9 @@ impl BuildError {
         match self {
             BuildError::ToolchainFailed { hint, .. } => hint.clone(),
             BuildError::NotInstalled { hint, .. } | BuildError::TooOld { hint, .. } => Some(hint.clone()),
+            BuildError::NotMainPackage { .. } => {
+                Some("set `[build] main` to a package with `package main` and `func main` (e.g. \"./cmd/app\")".to_owned())
+            }
             BuildError::Spawn { command, source } if source.kind() == std::io::ErrorKind::NotFound => {
                 let program = command.split_whitespace().next().unwrap_or(command);
                 Some(match program {

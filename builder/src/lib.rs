@@ -2,9 +2,12 @@
 //! what came out is a WASI preview-1 command module. Progress goes through a [`Reporter`];
 //! this crate never prints.
 
+pub mod cache;
 pub mod engine;
 mod error;
 mod features;
+pub mod optimize;
+pub mod precompile;
 pub mod toolchain;
 pub mod validate;
 
@@ -12,7 +15,9 @@ use std::path::PathBuf;
 
 use wasmbuild_spec::{BuildPlan, Toolchain};
 
+pub use cache::Cache;
 pub use error::BuildError;
+pub use precompile::Precompiled;
 pub use validate::{ModuleInfo, inspect_module};
 
 /// Receives progress from a build. The CLI draws it; tests may record it.
@@ -41,13 +46,20 @@ pub struct Artifacts {
     pub name: String,
     /// Where the toolchain left the module.
     pub path: PathBuf,
-    /// The module's bytes, validated.
+    /// The module's bytes: built, validated, stripped and optimized, validated again.
     pub module: Vec<u8>,
     pub info: ModuleInfo,
+    pub optimized: optimize::Report,
+    /// One per `[precompile] targets` entry, in that order.
+    pub precompiled: Vec<Precompiled>,
 }
 
-/// Builds the plan's module and validates it.
-pub fn build(plan: &BuildPlan, reporter: &dyn Reporter) -> Result<Artifacts, BuildError> {
+/// Builds the plan's module, checks it, optimizes it and precompiles it.
+pub fn build(
+    plan: &BuildPlan,
+    cache: &Cache,
+    reporter: &dyn Reporter,
+) -> Result<Artifacts, BuildError> {
     let (name, path) = match &plan.toolchain {
         Toolchain::Cargo(settings) => toolchain::cargo::build(plan, settings, reporter)?,
         Toolchain::Clang(settings) => toolchain::clang::build(plan, settings, reporter)?,
@@ -71,10 +83,17 @@ pub fn build(plan: &BuildPlan, reporter: &dyn Reporter) -> Result<Artifacts, Bui
         path: path.clone(),
         error,
     })?;
+    let (module, optimized) = optimize::run(module, &info, &plan.optimize, cache, reporter)?;
+    // What the optimizer wrote passes the same gate as what the toolchain wrote.
+    let info =
+        validate::check(&module, &plan.policy).map_err(|error| BuildError::Optimized { error })?;
+    let precompiled = precompile::run(&module, &plan.precompile.targets, cache, reporter)?;
     Ok(Artifacts {
         name,
         path,
         module,
         info,
+        optimized,
+        precompiled,
     })
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use wasmbuild_builder::{BuildError, Reporter};
+use wasmbuild_builder::{BuildError, Cache, Reporter};
 use wasmbuild_packer::{ImageInput, Reference};
 
 use crate::cli::GlobalArgs;
@@ -24,6 +24,9 @@ pub struct Args {
     /// Set a build arg declared in [args] or by ARG (NAME=VALUE, or NAME to take it from the environment)
     #[arg(long = "build-arg", value_name = "NAME=VALUE")]
     pub build_args: Vec<String>,
+    /// Run every step, even those whose result is in the step cache
+    #[arg(long)]
+    pub no_cache: bool,
     /// Also write the module to this folder as <name>.wasm
     #[arg(short = 'o', long = "output", value_name = "DIR")]
     pub output: Option<PathBuf>,
@@ -46,8 +49,13 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode> {
     }
     // References are checked before the build, so a typo fails in a second, not after it.
     let mut references = requested_references(&args.tags, &plan.image)?;
+    let cache = if args.no_cache {
+        Cache::disabled()
+    } else {
+        Cache::at(crate::home::home()?.join("cache"))
+    };
 
-    let artifacts = wasmbuild_builder::build(&plan, &terminal).inspect_err(|error| {
+    let artifacts = wasmbuild_builder::build(&plan, &cache, &terminal).inspect_err(|error| {
         // A quiet build hid the toolchain's output; the error is where it belongs then.
         if let (Terminal::Quiet, BuildError::ToolchainFailed { stderr, .. }) = (&terminal, error) {
             eprintln!("{}", stderr.trim_end());

@@ -1,6 +1,7 @@
 //! One module per subcommand, each with its `Args` and a `run`.
 
 pub mod build;
+pub mod cache;
 pub mod images;
 pub mod inspect;
 pub mod load;
