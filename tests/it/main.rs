@@ -8,6 +8,7 @@ mod build;
 mod cargo;
 mod clang;
 mod dockerfile;
+mod go;
 mod interop;
 mod readme;
 mod run;
