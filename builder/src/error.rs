@@ -60,6 +60,30 @@ pub enum BuildError {
         #[source]
         error: ModuleError,
     },
+    /// `[optimize] level` asks for binaryen's wasm-opt and there is none to run.
+    #[error(
+        "`level = \"{level}\"` in [optimize] needs binaryen's wasm-opt, {}",
+        if *.from_env { format!("but WASM_OPT names `{program}`, which does not exist") } else { "which is not on PATH".to_owned() }
+    )]
+    WasmOptNotFound {
+        level: String,
+        program: String,
+        /// Whether `program` came from WASM_OPT (else it is `wasm-opt`, looked up on PATH).
+        from_env: bool,
+    },
+    /// The module uses proposals this wasm-opt has no `--enable-*` flag for.
+    #[error("{version} cannot optimize this module: it has no flag for {}, which the module uses", .features.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", "))]
+    OptimizerUnsupported {
+        version: String,
+        features: Vec<String>,
+    },
+    /// At `Os` or `Oz`, wasm-opt made the module's code and data larger than they were.
+    #[error("`{command}` made the module larger: {before} → {after} bytes of code and data")]
+    OptimizedLarger {
+        command: String,
+        before: u64,
+        after: u64,
+    },
     #[error("the toolchain `{toolchain}` is not supported by this version of wasmbuild")]
     Unsupported { toolchain: String },
     /// The toolchain's program is not on PATH (`go`, `tinygo`).
@@ -82,6 +106,12 @@ pub enum BuildError {
     /// `go build -o` of a package that is not `package main` writes a library archive.
     #[error("`{main}` is not a main package: `{command}` built a library archive, not a program")]
     NotMainPackage { command: String, main: String },
+    /// A `[precompile] targets` entry wasmtime cannot compile for.
+    #[error("cannot precompile for the target {target:?}: {reason}")]
+    UnsupportedTarget { target: String, reason: String },
+    /// wasmtime refused to compile the (already validated) module for a target.
+    #[error("cannot precompile the module for {target}: {message}")]
+    Precompile { target: String, message: String },
     #[error("{} is not a WASI preview-1 command module", path.display())]
     Invalid {
         path: PathBuf,
@@ -130,6 +160,27 @@ impl BuildError {
             ),
             BuildError::Sources { .. } => Some(
                 "patterns are relative to the build context; `*` matches within one folder, `**` any number of folders".to_owned(),
+            ),
+            BuildError::UnsupportedTarget { .. } => Some(format!(
+                "set `[precompile] targets` to triples wasmtime compiles for, such as {}; `[]` turns precompiling off",
+                crate::engine::SUPPORTED_TARGETS.join(", ")
+            )),
+            BuildError::WasmOptNotFound { from_env, .. } => Some(format!(
+                "install binaryen (Debian: `apt-get install binaryen`) {}, or set `level = \"none\"` in [optimize] to build without it",
+                if *from_env {
+                    "and point WASM_OPT at its wasm-opt, or unset WASM_OPT to use the one on PATH"
+                } else {
+                    "or set WASM_OPT to a wasm-opt binary"
+                }
+            )),
+            BuildError::OptimizerUnsupported { .. } => Some(
+                "install a newer binaryen (or set WASM_OPT to one), or set `on-failure = \"warn\"` in [optimize] to pack the module without wasm-opt's changes".to_owned(),
+            ),
+            BuildError::Optimized { .. } => Some(
+                "wasm-opt wrote it: set `on-failure = \"warn\"` in [optimize] to pack the module without wasm-opt's changes, or `level = \"none\"` to skip wasm-opt".to_owned(),
+            ),
+            BuildError::OptimizedLarger { .. } => Some(
+                "choose another `level` in [optimize], or set `on-failure = \"warn\"` there to pack the module without wasm-opt's changes".to_owned(),
             ),
             BuildError::MissingOutput { .. } => {
                 Some("set `[build] output` to where the command writes the module (relative to the context)".to_owned())

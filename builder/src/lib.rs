@@ -8,6 +8,7 @@ mod error;
 mod features;
 pub mod optimize;
 pub mod precompile;
+mod strip;
 pub mod toolchain;
 pub mod validate;
 

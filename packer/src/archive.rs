@@ -16,8 +16,9 @@ use crate::image::{Descriptor, ImageIndex, Manifest, annotation, media_type, to_
 use crate::layer::{write_header, write_padding};
 use crate::reference::Reference;
 use crate::store::{
-    INDEX_FILE, MAX_JSON_BLOB, OCI_LAYOUT_FILE, OciLayout, Store, StoreError, io_err, plain,
-    set_refs, sync_dir,
+    INDEX_FILE, MAX_JSON_BLOB, OCI_LAYOUT_FILE, OciLayout, Store, StoreError, entry_reference,
+    io_err, live_entries, plain, prune_orphans, referrer_entry, set_refs, sort_entries, subject_of,
+    sync_dir,
 };
 
 /// `manifest.json`, Docker's own archive index, written beside `index.json` as
@@ -36,7 +37,9 @@ impl Store {
     /// Writes the images `refs` name to the OCI archive `out` (a temp file beside it,
     /// renamed when complete). Each reference becomes an `index.json` entry annotated
     /// with its full name (`org.opencontainers.image.ref.name` and
-    /// `io.containerd.image.name`). Every blob is checked against its digest on the way.
+    /// `io.containerd.image.name`); the images' referrers (precompiled artifacts) go with
+    /// them as entries without a name, as in the store. Every blob is checked against its
+    /// digest on the way.
     /// Saving takes no lock: if another process removes the image meanwhile, this fails
     /// with a missing blob and `out` is left as it was.
     pub fn save(&self, refs: &[Reference], out: &Path) -> Result<(), StoreError> {
@@ -103,8 +106,9 @@ impl Store {
                 .insert(annotation::CONTAINERD_IMAGE_NAME.to_string(), name);
             entries.push(entry);
         }
-        let blobs = self.reachable(&entries)?;
         let docker = self.docker_manifests(&entries, refs)?;
+        entries.extend(referrers_of(&index.manifests, &entries));
+        let blobs = self.reachable(&entries)?;
         let werr = |e| io_err("write", out)(e);
         put_file(w, OCI_LAYOUT_FILE, &to_json(&OciLayout::current())).map_err(werr)?;
         put_file(w, INDEX_FILE, &to_json(&ImageIndex::new(entries))).map_err(werr)?;
@@ -196,7 +200,9 @@ impl Store {
     /// name's digest and every descriptor's size before anything becomes visible; entry
     /// names must be relative without `..`. References come from each index entry's
     /// `io.containerd.image.name` or `org.opencontainers.image.ref.name`; an entry
-    /// without one is kept untagged. Returns the references loaded.
+    /// without one is kept untagged, unless it is a referrer (annotated with its subject,
+    /// which its manifest names too), which is kept with its image. Returns the references
+    /// loaded.
     pub fn load(&self, archive: &Path) -> Result<Vec<Reference>, StoreError> {
         let file = fs::File::open(archive).map_err(io_err("open", archive))?;
         let mut reader = BufReader::with_capacity(IO_BUFFER, file);
@@ -288,6 +294,7 @@ impl Store {
 
         // Check the whole graph before anything becomes visible.
         let mut reached = BTreeMap::new();
+        let mut subjects: BTreeMap<Digest, Digest> = BTreeMap::new();
         let mut stack: Vec<Descriptor> = index.manifests.clone();
         while let Some(d) = stack.pop() {
             if reached.insert(d.digest, ()).is_some() {
@@ -330,6 +337,9 @@ impl Store {
             if media_type::is_manifest(&d.media_type) {
                 let m: Manifest = serde_json::from_slice(&bytes)
                     .map_err(|e| bad(format!("manifest {} is not valid: {e}", d.digest)))?;
+                if let Some(subject) = &m.subject {
+                    subjects.insert(d.digest, subject.digest);
+                }
                 stack.push(m.config);
                 stack.extend(m.layers);
             } else {
@@ -352,6 +362,16 @@ impl Store {
         let mut loaded = Vec::new();
         let mut displaced = false;
         for entry in &index.manifests {
+            if let Some(subject) = subject_of(entry).filter(|s| {
+                entry_reference(entry).is_none() && subjects.get(&entry.digest) == Some(s)
+            }) {
+                let artifact_type = entry.artifact_type.clone().unwrap_or_default();
+                let referrer = referrer_entry(entry, &artifact_type, &subject);
+                if !store_index.manifests.contains(&referrer) {
+                    store_index.manifests.push(referrer);
+                }
+                continue;
+            }
             let name = entry
                 .annotations
                 .get(annotation::CONTAINERD_IMAGE_NAME)
@@ -362,6 +382,8 @@ impl Store {
             displaced |= set_refs(&mut store_index, &plain(entry), &refs);
             loaded.extend(refs);
         }
+        displaced |= prune_orphans(&mut store_index);
+        sort_entries(&mut store_index);
         self.write_index(&store_index)?;
         if displaced {
             let _ = self.gc_locked(&store_index);
@@ -419,6 +441,26 @@ impl Store {
             temp: Some(temp.into_temp_path()),
         })
     }
+}
+
+/// The referrer entries among `index` of the images `entries` name, and theirs in turn.
+fn referrers_of(index: &[Descriptor], entries: &[Descriptor]) -> Vec<Descriptor> {
+    let live = live_entries(index);
+    let mut subjects: Vec<Digest> = entries.iter().map(|e| e.digest).collect();
+    let mut found: Vec<Descriptor> = Vec::new();
+    while let Some(subject) = subjects.pop() {
+        for entry in &live {
+            if entry_reference(entry).is_none()
+                && subject_of(entry) == Some(subject)
+                && !found.contains(entry)
+            {
+                found.push(entry.clone());
+                subjects.push(entry.digest);
+            }
+        }
+    }
+    found.sort_by_key(|d| d.digest);
+    found
 }
 
 /// A verified archive blob: in a temp file, or already in the store (`temp` is None).

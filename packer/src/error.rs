@@ -26,6 +26,11 @@ pub enum PackError {
     Conflict { path: String, reason: String },
     #[error("invalid module name {name:?}: {reason}")]
     ModuleName { name: String, reason: &'static str },
+    /// A precompile target that cannot name a file (`<name>.<target>.cwasm`).
+    #[error(
+        "invalid target {target:?}: a target triple has only letters, digits, `_`, `.` and `-`"
+    )]
+    Target { target: String },
     #[error("SOURCE_DATE_EPOCH {value} is out of range: it must be between 0 and 8589934591")]
     SourceDateEpoch { value: i64 },
     /// `format = "artifact"` has exactly one layer: the module.

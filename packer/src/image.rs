@@ -29,6 +29,12 @@ pub mod media_type {
     pub const WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
     /// CNCF TAG-Runtime Wasm artifact layer: the raw module.
     pub const WASM_LAYER: &str = "application/wasm";
+    /// OCI 1.1's empty descriptor: the config of an artifact that needs none (`{}`).
+    pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+    /// The `artifactType` of a precompiled (`.cwasm`) artifact that refers to its image.
+    pub const PRECOMPILED: &str = "application/vnd.wasmbuild.precompiled.v1";
+    /// Its one layer: the cwasm as wasmtime wrote it.
+    pub const PRECOMPILED_CWASM: &str = "application/vnd.wasmbuild.precompiled.cwasm.v1";
 
     /// An image manifest (OCI or Docker schema 2).
     pub fn is_manifest(media_type: &str) -> bool {
@@ -52,6 +58,15 @@ pub mod annotation {
     /// Tells crun (and Podman) that the image holds a Wasm module.
     pub const WASM_VARIANT: &str = "module.wasm.image/variant";
     pub const WASM_VARIANT_COMPAT_SMART: &str = "compat-smart";
+    /// In the store's `index.json`: the image (its manifest digest) a referrer entry belongs
+    /// to. The entry has no reference name and goes when its image goes.
+    pub const SUBJECT: &str = "dev.wasmbuild.subject";
+    /// On a precompiled artifact: the target triple its code is for.
+    pub const TARGET: &str = "dev.wasmbuild.target";
+    /// On a precompiled artifact: the wasmtime version that compiled it.
+    pub const WASMTIME_VERSION: &str = "dev.wasmbuild.wasmtime.version";
+    /// On a precompiled artifact: the engine settings a loader must match.
+    pub const ENGINE: &str = "dev.wasmbuild.engine";
 }
 
 pub const ARCHITECTURE_WASM: &str = "wasm";
@@ -389,7 +404,7 @@ pub fn module_path(module_name: &str, config: &ImageConfig) -> String {
     }
 }
 
-fn check_module_name(name: &str) -> Result<(), PackError> {
+pub(crate) fn check_module_name(name: &str) -> Result<(), PackError> {
     let reason = if name.is_empty() {
         Some("it is empty")
     } else if name.contains(['/', '\\', '\0']) {

@@ -2,14 +2,17 @@
 //!
 //! [`pack`] turns a module, its `[image]` settings and `[[copy]]` files into an image
 //! (one gzip'd tar layer, or the CNCF Wasm artifact); [`Store`] keeps images in an OCI
-//! image layout on disk, and saves and loads OCI archives. The same input always gives
-//! the same bytes and digests. Nothing here prints.
+//! image layout on disk, and saves and loads OCI archives; [`pack_precompiled`] wraps a
+//! target's `.cwasm` as an OCI 1.1 artifact that refers to its image, which the store keeps
+//! with the image. The same input always gives the same bytes and digests. Nothing here
+//! prints.
 
 pub mod archive;
 pub mod digest;
 pub mod error;
 pub mod image;
 pub mod layer;
+pub mod precompiled;
 pub mod reference;
 pub mod store;
 
@@ -20,5 +23,6 @@ pub use image::{
     PackedImage, Platform, RootFs, WasmConfig, pack,
 };
 pub use layer::{Layer, LayerBuilder, find_file, unpack_layer};
+pub use precompiled::{PrecompiledInfo, PrecompiledInput, cwasm_file_name, pack_precompiled};
 pub use reference::{Reference, ReferenceError};
 pub use store::{GcReport, Store, StoreError, StoredImage};

@@ -9,6 +9,12 @@
 //! reader sees either the old or the new file, never half of one. Writers (put, tag,
 //! remove, load, gc) hold an exclusive lock on `<store>.lock`, beside the layout so the
 //! layout holds nothing foreign; readers take no lock.
+//!
+//! A referrer (an OCI 1.1 artifact whose `subject` is an image, such as a precompiled
+//! cwasm) is an `index.json` entry without a reference name, annotated
+//! `dev.wasmbuild.subject` with its image's digest, as ORAS keeps referrers in a layout. It
+//! belongs to that image: it stays while any entry names the image and goes with its last
+//! one, blobs and all.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -85,6 +91,12 @@ pub enum StoreError {
     NotAManifest { digest: Digest, media_type: String },
     #[error("blob {digest} given to the store hashes to {actual}")]
     BlobMismatch { digest: Digest, actual: Digest },
+    #[error("cannot store {digest} as a referrer of {subject}: {reason}")]
+    Referrer {
+        digest: Digest,
+        subject: Digest,
+        reason: String,
+    },
     #[error("cannot store an image under the digest reference {reference}: give a tag")]
     DigestReference { reference: String },
     #[error("{}: {reason}", archive.display())]
@@ -197,6 +209,34 @@ impl Store {
     /// A reference that named another image is moved; blobs nothing names any more are
     /// deleted. With no `refs`, the image is kept untagged (reachable by digest).
     pub fn put(&self, image: &PackedImage, refs: &[Reference]) -> Result<Descriptor, StoreError> {
+        self.put_inner(image, refs, None)
+    }
+
+    /// Stores the image as [`Store::put`] does and, in the same write, makes its referrers
+    /// of `artifact_type` exactly `referrers` (artifacts whose `subject` is the image): ones
+    /// a previous build left that are not among them are removed. Referrers of other
+    /// types are kept.
+    pub fn put_with_referrers(
+        &self,
+        image: &PackedImage,
+        refs: &[Reference],
+        artifact_type: &str,
+        referrers: &[PackedImage],
+    ) -> Result<Descriptor, StoreError> {
+        self.put_inner(image, refs, Some((artifact_type, referrers)))
+    }
+
+    fn put_inner(
+        &self,
+        image: &PackedImage,
+        refs: &[Reference],
+        referrers: Option<(&str, &[PackedImage])>,
+    ) -> Result<Descriptor, StoreError> {
+        let descriptor = image.manifest_descriptor();
+        let (artifact_type, referrers) = referrers.unwrap_or_default();
+        for referrer in referrers {
+            check_referrer(referrer, &descriptor.digest, artifact_type)?;
+        }
         for r in refs {
             if r.digest.is_some() {
                 return Err(StoreError::DigestReference {
@@ -204,7 +244,12 @@ impl Store {
                 });
             }
         }
-        for blob in image.blobs() {
+        let blobs = || {
+            image
+                .blobs()
+                .chain(referrers.iter().flat_map(PackedImage::blobs))
+        };
+        for blob in blobs() {
             let actual = Digest::of(&blob.bytes);
             if actual != blob.digest {
                 return Err(StoreError::BlobMismatch {
@@ -214,18 +259,62 @@ impl Store {
             }
         }
         let _lock = self.lock()?;
-        for blob in image.blobs() {
+        // Layers and configs before the manifests that name them, the image before its
+        // referrers.
+        for blob in blobs() {
             self.write_blob(&blob.digest, &blob.bytes)?;
         }
         sync_dir(&self.blobs_dir()).map_err(io_err("sync", &self.blobs_dir()))?;
-        let descriptor = image.manifest_descriptor();
         let mut index = self.read_index()?;
-        let displaced = set_refs(&mut index, &descriptor, refs);
+        let mut garbage = set_refs(&mut index, &descriptor, refs);
+        if !artifact_type.is_empty() {
+            let new: BTreeSet<Digest> = referrers.iter().map(|r| *r.digest()).collect();
+            index.manifests.retain(|d| {
+                let old = entry_reference(d).is_none()
+                    && subject_of(d) == Some(descriptor.digest)
+                    && d.artifact_type.as_deref() == Some(artifact_type);
+                garbage |= old && !new.contains(&d.digest);
+                !old
+            });
+            for referrer in referrers {
+                let entry = referrer_entry(
+                    &referrer.manifest_descriptor(),
+                    artifact_type,
+                    &descriptor.digest,
+                );
+                if !index.manifests.contains(&entry) {
+                    index.manifests.push(entry);
+                }
+            }
+        }
+        garbage |= prune_orphans(&mut index);
+        sort_entries(&mut index);
         self.write_index(&index)?;
-        if displaced {
+        if garbage {
             let _ = self.gc_locked(&index);
         }
         Ok(descriptor)
+    }
+
+    /// The referrers the store keeps for the image `subject` (a manifest digest), each
+    /// with its manifest, by artifact type then digest.
+    pub fn referrers(&self, subject: &Digest) -> Result<Vec<(Descriptor, Manifest)>, StoreError> {
+        let index = self.read_index()?;
+        let mut found = Vec::new();
+        for entry in &index.manifests {
+            if entry_reference(entry).is_some() || subject_of(entry) != Some(*subject) {
+                continue;
+            }
+            let manifest = self.manifest(entry)?;
+            // The annotation only says where to look; the manifest itself must agree.
+            if manifest.subject.as_ref().map(|s| s.digest) == Some(*subject) {
+                found.push((plain(entry), manifest));
+            }
+        }
+        found.sort_by(|(a, _), (b, _)| {
+            (&a.artifact_type, a.digest).cmp(&(&b.artifact_type, b.digest))
+        });
+        Ok(found)
     }
 
     /// The manifest `r` names. A digest reference matches any entry with that digest
@@ -298,6 +387,44 @@ impl Store {
         self.read_blob(&descriptor.digest)
     }
 
+    /// Checks the blob `descriptor` names against its size and digest without keeping it in
+    /// memory; returns its path, for a reader that maps the file (blobs are never changed
+    /// in place: a write makes a new file and renames it over).
+    pub fn verify_blob(&self, descriptor: &Descriptor) -> Result<PathBuf, StoreError> {
+        let path = self.blob_path(&descriptor.digest);
+        let file = fs::File::open(&path).map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound => StoreError::MissingBlob {
+                digest: descriptor.digest,
+                path: path.clone(),
+            },
+            _ => io_err("read", &path)(source),
+        })?;
+        let size = file.metadata().map_err(io_err("read", &path))?.len();
+        if size != descriptor.size {
+            return Err(StoreError::SizeMismatch {
+                digest: descriptor.digest,
+                expected: descriptor.size,
+                actual: size,
+                path,
+            });
+        }
+        let mut hasher = crate::digest::Hasher::new();
+        io::copy(
+            &mut io::BufReader::with_capacity(1 << 20, file),
+            &mut hasher,
+        )
+        .map_err(io_err("read", &path))?;
+        let actual = hasher.finish();
+        if actual != descriptor.digest {
+            return Err(StoreError::Corrupt {
+                digest: descriptor.digest,
+                actual,
+                path,
+            });
+        }
+        Ok(path)
+    }
+
     /// Reads and parses the image manifest `descriptor` names.
     pub fn manifest(&self, descriptor: &Descriptor) -> Result<Manifest, StoreError> {
         if media_type::is_index(&descriptor.media_type) {
@@ -330,7 +457,8 @@ impl Store {
         let mut index = self.read_index()?;
         let found = self.find(&index, src)?.ok_or_else(|| self.not_found(src))?;
         let descriptor = plain(&found);
-        let displaced = set_refs(&mut index, &descriptor, std::slice::from_ref(dst));
+        let mut displaced = set_refs(&mut index, &descriptor, std::slice::from_ref(dst));
+        displaced |= prune_orphans(&mut index);
         self.write_index(&index)?;
         if displaced {
             let _ = self.gc_locked(&index);
@@ -339,7 +467,8 @@ impl Store {
     }
 
     /// Removes `r` (for a digest reference: every entry of that image in its
-    /// repository, and untagged ones), then deletes blobs no remaining entry uses.
+    /// repository, and untagged ones), and the image's referrers with its last entry, then
+    /// deletes blobs no remaining entry uses.
     /// Deletion is skipped, never guessed, when a remaining manifest cannot be read;
     /// [`Store::gc`] reports why.
     pub fn remove(&self, r: &Reference) -> Result<Descriptor, StoreError> {
@@ -366,12 +495,14 @@ impl Store {
             return Err(self.not_found(r));
         };
         index.manifests.retain(|d| !matches(d));
+        prune_orphans(&mut index);
         self.write_index(&index)?;
         let _ = self.gc_locked(&index);
         Ok(first.clone())
     }
 
-    /// Deletes every blob no `index.json` entry reaches, and stale temp files.
+    /// Deletes every blob no `index.json` entry reaches (a referrer counts while its image
+    /// has an entry), and stale temp files.
     pub fn gc(&self) -> Result<GcReport, StoreError> {
         let _lock = self.lock()?;
         let index = self.read_index()?;
@@ -379,7 +510,7 @@ impl Store {
     }
 
     pub(crate) fn gc_locked(&self, index: &ImageIndex) -> Result<GcReport, StoreError> {
-        let keep = self.reachable(&index.manifests)?;
+        let keep = self.reachable(&live_entries(&index.manifests))?;
         let mut report = GcReport::default();
         let dir = self.blobs_dir();
         for entry in fs::read_dir(&dir).map_err(io_err("read folder", &dir))? {
@@ -612,6 +743,78 @@ pub(crate) fn plain(d: &Descriptor) -> Descriptor {
     }
 }
 
+/// The image (manifest digest) a referrer entry belongs to; `None` for other entries.
+pub(crate) fn subject_of(d: &Descriptor) -> Option<Digest> {
+    d.annotations.get(annotation::SUBJECT)?.parse().ok()
+}
+
+/// The `index.json` entry of a referrer of `subject`: no reference name, the subject's
+/// digest in its annotation, and its artifact type, as the referrers API lists it.
+pub(crate) fn referrer_entry(
+    referrer: &Descriptor,
+    artifact_type: &str,
+    subject: &Digest,
+) -> Descriptor {
+    let mut entry = plain(referrer);
+    entry.artifact_type = Some(artifact_type.to_string());
+    entry
+        .annotations
+        .insert(annotation::SUBJECT.to_string(), subject.to_string());
+    entry
+}
+
+/// The entries that count: all but referrers whose image has no entry any more (and
+/// referrers of those, and so on).
+pub(crate) fn live_entries(entries: &[Descriptor]) -> Vec<Descriptor> {
+    let mut live = entries.to_vec();
+    loop {
+        let present: BTreeSet<Digest> = live.iter().map(|d| d.digest).collect();
+        let before = live.len();
+        live.retain(|d| {
+            entry_reference(d).is_some() || subject_of(d).is_none_or(|s| present.contains(&s))
+        });
+        if live.len() == before {
+            return live;
+        }
+    }
+}
+
+/// Drops referrers whose image is gone; returns whether any was.
+pub(crate) fn prune_orphans(index: &mut ImageIndex) -> bool {
+    let live = live_entries(&index.manifests);
+    let pruned = live.len() != index.manifests.len();
+    index.manifests = live;
+    pruned
+}
+
+/// A referrer to be stored for `subject`: its manifest names that subject and has that
+/// artifact type.
+fn check_referrer(
+    referrer: &PackedImage,
+    subject: &Digest,
+    artifact_type: &str,
+) -> Result<(), StoreError> {
+    let refuse = |reason: String| StoreError::Referrer {
+        digest: *referrer.digest(),
+        subject: *subject,
+        reason,
+    };
+    let manifest: Manifest = serde_json::from_slice(&referrer.manifest.bytes)
+        .map_err(|e| refuse(format!("its manifest is not valid: {e}")))?;
+    match &manifest.subject {
+        Some(s) if s.digest == *subject => {}
+        Some(s) => return Err(refuse(format!("its subject is {}", s.digest))),
+        None => return Err(refuse("its manifest has no subject".to_string())),
+    }
+    if manifest.artifact_type.as_deref() != Some(artifact_type) {
+        return Err(refuse(format!(
+            "its artifactType is {:?}, not {artifact_type:?}",
+            manifest.artifact_type.unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
 /// Points each of `refs` at `descriptor` (one entry per reference); with no refs, adds
 /// an untagged entry unless one for that digest exists. Returns whether an entry that
 /// named another manifest was replaced.
@@ -650,6 +853,12 @@ pub(crate) fn set_refs(
             index.manifests.push(entry);
         }
     }
+    sort_entries(index);
+    displaced
+}
+
+/// Named entries by reference, then untagged ones and referrers by digest.
+pub(crate) fn sort_entries(index: &mut ImageIndex) {
     index.manifests.sort_by(|a, b| {
         let key = |d: &Descriptor| {
             (
@@ -660,7 +869,6 @@ pub(crate) fn set_refs(
         };
         key(a).cmp(&key(b))
     });
-    displaced
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -672,5 +880,192 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     {
         let _ = dir;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::image::Blob;
+    use crate::precompiled::{PrecompiledInput, pack_precompiled};
+
+    fn r(s: &str) -> Reference {
+        s.parse().unwrap()
+    }
+
+    /// A small image; `which` makes different ones.
+    fn image(which: &str) -> PackedImage {
+        let config = Blob::new(
+            media_type::OCI_CONFIG,
+            format!(r#"{{"architecture":"wasm","os":"wasi","rootfs":{{"type":"layers","diff_ids":[]}},"which":"{which}"}}"#)
+                .into_bytes(),
+        );
+        let layer = Blob::new(
+            media_type::OCI_LAYER_GZIP,
+            format!("layer {which}").into_bytes(),
+        );
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(media_type::OCI_MANIFEST.to_string()),
+            artifact_type: None,
+            config: config.descriptor(),
+            layers: vec![layer.descriptor()],
+            subject: None,
+            annotations: BTreeMap::new(),
+        };
+        PackedImage {
+            manifest: Blob::new(media_type::OCI_MANIFEST, crate::image::to_json(&manifest)),
+            config,
+            layers: vec![layer],
+        }
+    }
+
+    fn cwasm_for(image: &PackedImage, target: &str) -> PackedImage {
+        pack_precompiled(
+            &image.manifest_descriptor(),
+            &PrecompiledInput {
+                module_name: "app",
+                target,
+                cwasm: format!("cwasm {target} {}", image.digest()).as_bytes(),
+                wasmtime_version: "48.0.8",
+                engine: "e",
+            },
+        )
+        .unwrap()
+    }
+
+    fn blob_count(store: &Store) -> usize {
+        fs::read_dir(store.blobs_dir()).unwrap().count()
+    }
+
+    fn targets(store: &Store, subject: &Digest) -> Vec<String> {
+        store
+            .referrers(subject)
+            .unwrap()
+            .into_iter()
+            .map(|(_, m)| m.annotations[annotation::TARGET].clone())
+            .collect()
+    }
+
+    #[test]
+    fn referrers_are_stored_listed_and_replaced_by_the_next_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let app = image("app");
+        let (x86, arm) = (cwasm_for(&app, "x86"), cwasm_for(&app, "arm"));
+        store
+            .put_with_referrers(
+                &app,
+                &[r("app:1")],
+                media_type::PRECOMPILED,
+                &[x86.clone(), arm.clone()],
+            )
+            .unwrap();
+        let mut found = targets(&store, app.digest());
+        found.sort();
+        assert_eq!(found, ["arm", "x86"]);
+        let (entry, _) = &store.referrers(app.digest()).unwrap()[0];
+        assert_eq!(
+            entry.artifact_type.as_deref(),
+            Some(media_type::PRECOMPILED)
+        );
+        assert!(entry.annotations.is_empty(), "the entry comes back plain");
+        // image: config, layer, manifest; each referrer: cwasm, manifest; one shared `{}`.
+        assert_eq!(blob_count(&store), 3 + 2 * 2 + 1);
+        // Not an image of its own: `images` does not list it.
+        assert_eq!(store.list().unwrap().len(), 1);
+
+        // Rebuilt with one target: the other referrer and its blobs go.
+        store
+            .put_with_referrers(&app, &[r("app:1")], media_type::PRECOMPILED, &[arm])
+            .unwrap();
+        assert_eq!(targets(&store, app.digest()), ["arm"]);
+        assert_eq!(blob_count(&store), 3 + 2 + 1);
+        assert!(!store.blob_path(x86.digest()).exists());
+        // A plain put keeps them.
+        store.put(&app, &[r("app:2")]).unwrap();
+        assert_eq!(targets(&store, app.digest()), ["arm"]);
+    }
+
+    #[test]
+    fn referrers_go_with_the_last_reference_of_their_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let app = image("app");
+        let other = image("other");
+        store
+            .put_with_referrers(
+                &app,
+                &[r("app:1"), r("app:2")],
+                media_type::PRECOMPILED,
+                &[cwasm_for(&app, "x86")],
+            )
+            .unwrap();
+        store
+            .put_with_referrers(
+                &other,
+                &[r("other:1")],
+                media_type::PRECOMPILED,
+                &[cwasm_for(&other, "x86")],
+            )
+            .unwrap();
+        store.remove(&r("app:1")).unwrap();
+        assert_eq!(targets(&store, app.digest()), ["x86"]);
+        store.remove(&r("app:2")).unwrap();
+        assert!(store.referrers(app.digest()).unwrap().is_empty());
+        assert_eq!(blob_count(&store), 3 + 2 + 1, "only `other` is left");
+        let index = store.read_index().unwrap();
+        assert_eq!(index.manifests.len(), 2);
+
+        // Moving the last tag to another image drops the old image's referrers too.
+        store.put(&app, &[r("other:1")]).unwrap();
+        assert!(store.referrers(other.digest()).unwrap().is_empty());
+        assert_eq!(blob_count(&store), 3);
+    }
+
+    #[test]
+    fn a_referrer_must_name_the_image_it_is_stored_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let app = image("app");
+        let stray = cwasm_for(&image("other"), "x86");
+        let error = store
+            .put_with_referrers(&app, &[r("app:1")], media_type::PRECOMPILED, &[stray])
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("its subject is sha256:"),
+            "{error}"
+        );
+        let error = store
+            .put_with_referrers(&app, &[r("app:1")], "other/type", &[cwasm_for(&app, "x")])
+            .unwrap_err();
+        assert!(error.to_string().contains("artifactType"), "{error}");
+        assert_eq!(blob_count(&store), 0, "nothing was written");
+    }
+
+    #[test]
+    fn save_takes_the_referrers_and_load_keeps_them_with_their_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("a")).unwrap();
+        let app = image("app");
+        store
+            .put_with_referrers(
+                &app,
+                &[r("app:1")],
+                media_type::PRECOMPILED,
+                &[cwasm_for(&app, "x86"), cwasm_for(&app, "arm")],
+            )
+            .unwrap();
+        let archive = dir.path().join("app.tar");
+        store.save(&[r("app:1")], &archive).unwrap();
+        let other = Store::open(&dir.path().join("b")).unwrap();
+        assert_eq!(other.load(&archive).unwrap(), [r("app:1")]);
+        let mut found = targets(&other, app.digest());
+        found.sort();
+        assert_eq!(found, ["arm", "x86"]);
+        assert_eq!(other.read_index().unwrap(), store.read_index().unwrap());
+        other.remove(&r("app:1")).unwrap();
+        assert_eq!(blob_count(&other), 0);
     }
 }

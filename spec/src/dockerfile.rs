@@ -185,6 +185,7 @@ pub(crate) fn parse(
                 Optimize {
                     level: defaults.level,
                     strip: defaults.strip,
+                    on_failure: defaults.on_failure,
                 }
             },
             precompile: Precompile {

@@ -130,17 +130,66 @@ pub enum OptLevel {
 pub enum Strip {
     /// Keep every section.
     None,
-    /// DWARF `.debug_*` sections and `producers`.
+    /// Debug info: DWARF (`.debug_*`), `producers`, `sourceMappingURL` and
+    /// `external_debug_info`. The name section stays, so traces name functions.
     #[default]
     Debug,
     /// Every custom section, the name section too.
     All,
 }
 
+impl OptLevel {
+    /// The word the Wasmfile uses (`none`, `Oz`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OptLevel::None => "none",
+            OptLevel::O1 => "O1",
+            OptLevel::O2 => "O2",
+            OptLevel::O3 => "O3",
+            OptLevel::O4 => "O4",
+            OptLevel::Os => "Os",
+            OptLevel::Oz => "Oz",
+        }
+    }
+}
+
+impl Strip {
+    /// The word the Wasmfile uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strip::None => "none",
+            Strip::Debug => "debug",
+            Strip::All => "all",
+        }
+    }
+}
+
+/// What the build does when `wasm-opt` fails, or makes the module larger at a size level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Stop the build with the error.
+    #[default]
+    Error,
+    /// Warn, and pack the module as it was before `wasm-opt` (stripped as `strip` says).
+    Warn,
+}
+
+impl OnFailure {
+    /// The word the Wasmfile uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnFailure::Error => "error",
+            OnFailure::Warn => "warn",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Optimize {
     pub level: OptLevel,
     pub strip: Strip,
+    pub on_failure: OnFailure,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -717,6 +717,7 @@ pub(crate) fn resolve(
             optimize: Optimize {
                 level: optimize.level,
                 strip: optimize.strip,
+                on_failure: optimize.on_failure,
             },
             precompile: Precompile {
                 targets: precompile.targets,

@@ -13,13 +13,13 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::plan::{ExecModel, ImageFormat, OptLevel, Os, Strip};
+use crate::plan::{ExecModel, ImageFormat, OnFailure, OptLevel, Os, Strip};
 
 /// A Wasmfile: how to build a WASI preview-1 module and pack it into an OCI image.
 ///
 /// Every string value outside `[args]` may use `${NAME}` to insert a build arg declared in
 /// `[args]` (`$${` writes a literal `${`). Enum values (`toolchain`, `level`, `strip`,
-/// `format`, `os`) and table keys are taken literally.
+/// `on-failure`, `format`, `os`) and table keys are taken literally.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 #[schemars(title = "Wasmfile")]
@@ -172,6 +172,10 @@ pub struct OptimizeSection {
     /// Custom sections to remove: `debug` removes DWARF and `producers`, `all` also the name
     /// section. Taken literally: `${NAME}` is not replaced here.
     pub strip: Strip,
+    /// What happens when `wasm-opt` fails, or makes the module larger at `Os` or `Oz`:
+    /// `error` stops the build; `warn` warns and packs the module without `wasm-opt`'s
+    /// changes (still stripped). Taken literally: `${NAME}` is not replaced here.
+    pub on_failure: OnFailure,
 }
 
 /// `[precompile]`: native code for wasmtime, so the image starts without compiling.

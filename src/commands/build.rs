@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use wasmbuild_builder::{BuildError, Cache, Reporter};
-use wasmbuild_packer::{ImageInput, Reference};
+use wasmbuild_packer::image::media_type;
+use wasmbuild_packer::{ImageInput, PrecompiledInput, Reference};
 
 use crate::cli::GlobalArgs;
 use crate::progress::Terminal;
@@ -27,7 +28,8 @@ pub struct Args {
     /// Run every step, even those whose result is in the step cache
     #[arg(long)]
     pub no_cache: bool,
-    /// Also write the module to this folder as <name>.wasm
+    /// Also write the module to this folder as <name>.wasm, and each precompiled target's
+    /// code as <name>.<target>.cwasm
     #[arg(short = 'o', long = "output", value_name = "DIR")]
     pub output: Option<PathBuf>,
 }
@@ -73,15 +75,47 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode> {
         copies: &plan.copies,
         source_date_epoch: source_date_epoch()?,
     })?;
-    terminal.step("store", &format!("{} reference(s)", references.len()));
+    // Each target's cwasm is an artifact that refers to the image, never part of it.
+    let subject = image.manifest_descriptor();
+    let precompiled = artifacts
+        .precompiled
+        .iter()
+        .map(|p| {
+            wasmbuild_packer::pack_precompiled(
+                &subject,
+                &PrecompiledInput {
+                    module_name: &artifacts.name,
+                    target: &p.target,
+                    cwasm: &p.cwasm,
+                    wasmtime_version: &p.wasmtime,
+                    engine: &p.engine,
+                },
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    terminal.step(
+        "store",
+        &format!(
+            "{} reference(s), {} precompiled artifact(s)",
+            references.len(),
+            precompiled.len()
+        ),
+    );
     let store = crate::home::store()?;
-    store.put(&image, &references)?;
+    store.put_with_referrers(&image, &references, media_type::PRECOMPILED, &precompiled)?;
 
     if let Some(dir) = &args.output {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let path = dir.join(format!("{}.wasm", artifacts.name));
-        std::fs::write(&path, &artifacts.module)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        let mut files = vec![(format!("{}.wasm", artifacts.name), &artifacts.module)];
+        for p in &artifacts.precompiled {
+            let name = wasmbuild_packer::cwasm_file_name(&artifacts.name, &p.target);
+            files.push((name, &p.cwasm));
+        }
+        for (name, bytes) in files {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
     }
     terminal.finish();
     terminal.say(&format!(

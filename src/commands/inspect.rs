@@ -1,4 +1,5 @@
-//! `wasmbuild inspect REF`: config, manifest, module interface and sizes.
+//! `wasmbuild inspect REF`: config, manifest, module interface, sizes, and the precompiled
+//! artifacts that refer to the image.
 
 use std::process::ExitCode;
 
@@ -24,6 +25,23 @@ struct Inspection {
     manifest: serde_json::Value,
     config: serde_json::Value,
     module: Option<Module>,
+    precompiled: Vec<Precompiled>,
+}
+
+/// A precompiled artifact of the image and whether `run` would use it here.
+#[derive(Serialize)]
+struct Precompiled {
+    /// The artifact's manifest digest.
+    digest: String,
+    target: String,
+    wasmtime: String,
+    engine: String,
+    /// The cwasm's size in bytes.
+    size: u64,
+    usable: bool,
+    /// Why it is not usable on this host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -64,12 +82,33 @@ pub fn run(args: Args, _global: &GlobalArgs) -> Result<ExitCode> {
         }
         None => None,
     };
+    let artifacts = super::run::precompiled_artifacts(&store, &descriptor)?;
+    let mut precompiled = Vec::new();
+    if !artifacts.is_empty() {
+        let engine = wasmbuild_builder::engine::host_engine()
+            .map_err(anyhow::Error::from)
+            .context("cannot set up wasmtime for this host")?;
+        let host = super::run::HostEngine::of(&engine);
+        for (manifest, info) in artifacts {
+            let reason = host.why_not(&info);
+            precompiled.push(Precompiled {
+                digest: manifest.digest.to_string(),
+                size: info.cwasm.size,
+                usable: reason.is_none(),
+                reason,
+                target: info.target,
+                wasmtime: info.wasmtime_version,
+                engine: info.engine,
+            });
+        }
+    }
     let inspection = Inspection {
         reference: reference.to_string(),
         digest: descriptor.digest.to_string(),
         manifest: serde_json::from_slice(&manifest_bytes)?,
         config: serde_json::from_slice(&config_bytes)?,
         module,
+        precompiled,
     };
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&inspection)?);
@@ -112,6 +151,21 @@ fn print_human(i: &Inspection, manifest: &wasmbuild_packer::Manifest) {
             layer.digest,
             human_size(layer.size),
             layer.media_type
+        );
+    }
+    if i.precompiled.is_empty() {
+        outln!("Precompiled: none");
+    }
+    for p in &i.precompiled {
+        let usable = match &p.reason {
+            None => "yes".to_owned(),
+            Some(reason) => format!("no ({reason})"),
+        };
+        outln!(
+            "Precompiled: {}, wasmtime {}, {}, usable on this host: {usable}",
+            p.target,
+            p.wasmtime,
+            human_size(p.size)
         );
     }
     if let Some(module) = &i.module {

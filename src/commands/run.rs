@@ -1,9 +1,15 @@
 //! `wasmbuild run REF [ARGS...]`: the image's module on the embedded wasmtime, WASI preview 1.
+//!
+//! A precompiled artifact of the image made for this host by this wasmtime with the same
+//! engine settings is loaded instead of compiling the module; any other is passed over with
+//! a note, and the portable module is compiled.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use wasmtime::{Linker, Module, Store};
+use wasmbuild_packer::{Descriptor, PrecompiledInfo, Reference};
+use wasmtime::{Engine, Linker, Module, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
@@ -25,7 +31,7 @@ pub struct Args {
 /// Exit status for a guest that trapped, as a process killed by SIGABRT would report.
 const TRAP_EXIT: u8 = 134;
 
-pub fn run(args: Args, _global: &GlobalArgs) -> Result<ExitCode> {
+pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode> {
     let reference = super::reference(&args.reference)?;
     let store = crate::home::store()?;
     let descriptor = store.resolve(&reference)?;
@@ -33,18 +39,42 @@ pub fn run(args: Args, _global: &GlobalArgs) -> Result<ExitCode> {
     let config = store.config(&manifest)?.config.unwrap_or_default();
     let entrypoint = config.entrypoint.unwrap_or_default();
 
-    let root = tempfile::Builder::new()
-        .prefix("wasmbuild-run-")
-        .tempdir()?;
-    for layer in &manifest.layers {
-        let blob = store.read_blob(&layer.digest)?;
-        wasmbuild_packer::unpack_layer(&blob, root.path())
-            .with_context(|| format!("cannot unpack layer {} of {reference}", layer.digest))?;
-    }
-
     let Some(module_path) = entrypoint.first() else {
         bail!("{reference} has no Entrypoint: nothing to run");
     };
+    let root = tempfile::Builder::new()
+        .prefix("wasmbuild-run-")
+        .tempdir()?;
+    // The layers unpack on one core while the engine loads precompiled code on another.
+    let (unpacked, loaded) = std::thread::scope(|scope| {
+        let unpacking = scope.spawn(|| -> Result<()> {
+            for layer in &manifest.layers {
+                let blob = store.read_blob(&layer.digest)?;
+                wasmbuild_packer::unpack_layer(&blob, root.path()).with_context(|| {
+                    format!("cannot unpack layer {} of {reference}", layer.digest)
+                })?;
+            }
+            Ok(())
+        });
+        let loaded = (|| -> Result<(Engine, Option<Module>)> {
+            let engine = wasmbuild_builder::engine::host_engine()
+                .map_err(anyhow::Error::from)
+                .context("cannot set up wasmtime for this host")?;
+            let module = precompiled(&store, &descriptor, &engine, &reference, |note| {
+                if !global.quiet {
+                    eprintln!("note: {note}");
+                }
+            })?;
+            Ok((engine, module))
+        })();
+        let unpacked = unpacking
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("unpacking {reference} panicked")));
+        (unpacked, loaded)
+    });
+    unpacked?;
+    let (engine, precompiled) = loaded?;
+
     let relative = module_path.trim_start_matches('/');
     let host_module = root.path().join(relative);
     // Docker's rule: arguments after the image replace Cmd; Entrypoint stays.
@@ -72,10 +102,15 @@ pub fn run(args: Args, _global: &GlobalArgs) -> Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("cannot open the image's files for the guest: {e}"))?;
     let wasi = wasi.build_p1();
 
-    let engine = wasmbuild_builder::engine::host_engine()?;
-    let module = Module::from_file(&engine, &host_module)
-        .map_err(anyhow::Error::from)
-        .with_context(|| format!("cannot compile {module_path} from {reference}"))?;
+    let module = match precompiled {
+        Some(module) => module,
+        None => {
+            debug(&format!("compiling {module_path}"));
+            Module::from_file(&engine, &host_module)
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("cannot compile {module_path} from {reference}"))?
+        }
+    };
     let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |cx| cx)?;
     let mut wasm_store = Store::new(&engine, wasi);
@@ -96,6 +131,174 @@ pub fn run(args: Args, _global: &GlobalArgs) -> Result<ExitCode> {
                 Ok(ExitCode::from(TRAP_EXIT))
             }
         },
+    }
+}
+
+/// What a precompiled artifact must match to load into this host's engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostEngine {
+    pub target: String,
+    pub wasmtime_version: String,
+    pub settings: String,
+}
+
+/// Why a precompiled artifact cannot be loaded here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mismatch {
+    Target,
+    Wasmtime,
+    Settings,
+}
+
+impl HostEngine {
+    pub fn of(engine: &Engine) -> HostEngine {
+        HostEngine {
+            target: wasmbuild_builder::engine::host_target(),
+            wasmtime_version: wasmbuild_builder::engine::wasmtime_version().to_owned(),
+            settings: wasmbuild_builder::engine::settings_of(engine),
+        }
+    }
+
+    pub fn mismatch(&self, artifact: &PrecompiledInfo) -> Option<Mismatch> {
+        if artifact.target != self.target {
+            Some(Mismatch::Target)
+        } else if artifact.wasmtime_version != self.wasmtime_version {
+            Some(Mismatch::Wasmtime)
+        } else if artifact.engine != self.settings {
+            Some(Mismatch::Settings)
+        } else {
+            None
+        }
+    }
+
+    /// "it is for aarch64-unknown-linux-gnu, this host is x86_64-unknown-linux-gnu", for
+    /// `inspect`.
+    pub fn why_not(&self, artifact: &PrecompiledInfo) -> Option<String> {
+        Some(match self.mismatch(artifact)? {
+            Mismatch::Target => format!(
+                "it is for {}, this host is {}",
+                artifact.target, self.target
+            ),
+            Mismatch::Wasmtime => format!(
+                "it was compiled by wasmtime {}, this is wasmtime {}",
+                artifact.wasmtime_version, self.wasmtime_version
+            ),
+            Mismatch::Settings => format!(
+                "it was compiled with other engine settings ({}; this host: {})",
+                artifact.engine, self.settings
+            ),
+        })
+    }
+}
+
+/// The image's precompiled artifacts, by target.
+pub fn precompiled_artifacts(
+    store: &wasmbuild_packer::Store,
+    image: &Descriptor,
+) -> Result<Vec<(Descriptor, PrecompiledInfo)>> {
+    let mut artifacts: Vec<(Descriptor, PrecompiledInfo)> = store
+        .referrers(&image.digest)?
+        .into_iter()
+        .filter_map(|(descriptor, manifest)| {
+            PrecompiledInfo::from_manifest(&manifest).map(|info| (descriptor, info))
+        })
+        .collect();
+    artifacts.sort_by(|(a, x), (b, y)| (&x.target, a.digest).cmp(&(&y.target, b.digest)));
+    Ok(artifacts)
+}
+
+/// The image's precompiled module for this host, if it has one that loads; `note` hears
+/// why one was passed over. A cwasm blob that fails its digest is an error, never loaded.
+fn precompiled(
+    store: &wasmbuild_packer::Store,
+    image: &Descriptor,
+    engine: &Engine,
+    reference: &Reference,
+    note: impl Fn(&str),
+) -> Result<Option<Module>> {
+    let artifacts: Vec<PrecompiledInfo> = precompiled_artifacts(store, image)?
+        .into_iter()
+        .map(|(_, info)| info)
+        .collect();
+    if artifacts.is_empty() {
+        return Ok(None);
+    }
+    let host = HostEngine::of(engine);
+    if let Some(artifact) = artifacts.iter().find(|a| host.mismatch(a).is_none()) {
+        let cwasm = store.verify_blob(&artifact.cwasm).with_context(|| {
+            format!(
+                "cannot read the precompiled {} artifact of {reference}",
+                artifact.target
+            )
+        })?;
+        return match deserialize(engine, &cwasm) {
+            Ok(module) => {
+                debug(&format!(
+                    "using precompiled {} ({})",
+                    artifact.target, artifact.cwasm.digest
+                ));
+                Ok(Some(module))
+            }
+            Err(error) => {
+                note(&format!(
+                    "cannot load the precompiled artifact for {} ({error}); compiling the portable module",
+                    artifact.target
+                ));
+                Ok(None)
+            }
+        };
+    }
+    note(&mismatch_note(&artifacts, &host));
+    Ok(None)
+}
+
+/// Why none of `artifacts` (none loads here) is used, naming the closest: one for this
+/// host's target, else all of them.
+fn mismatch_note(artifacts: &[PrecompiledInfo], host: &HostEngine) -> String {
+    let describe = |a: &PrecompiledInfo| format!("{} (wasmtime {})", a.target, a.wasmtime_version);
+    let fallback = "; compiling the portable module";
+    if let Some(same_target) = artifacts.iter().find(|a| a.target == host.target) {
+        let reason = match host.mismatch(same_target) {
+            Some(Mismatch::Wasmtime) => format!("this host's wasmtime ({})", host.wasmtime_version),
+            _ => format!("this host's engine settings ({})", host.settings),
+        };
+        return format!(
+            "precompiled artifact for {} does not match {reason}{fallback}",
+            describe(same_target)
+        );
+    }
+    let (noun, verb) = match artifacts.len() {
+        1 => ("artifact", "does"),
+        _ => ("artifacts", "do"),
+    };
+    let listed: Vec<String> = artifacts.iter().map(describe).collect();
+    format!(
+        "precompiled {noun} for {} {verb} not match this host ({}){fallback}",
+        listed.join(", "),
+        host.target
+    )
+}
+
+/// Loads precompiled code into `engine` from a store blob, mapped rather than copied.
+#[allow(unsafe_code)]
+fn deserialize(engine: &Engine, cwasm: &Path) -> wasmtime::Result<Module> {
+    // SAFETY: `Module::deserialize_file` runs the native code in the file, so it must be
+    // what wasmtime's `precompile_module` wrote, and the file must not change while the
+    // module is in use. The file is a blob of the local store, just verified against the
+    // digest the image's own referrer names; the store never changes a blob in place (a
+    // write makes a new file and renames it over; gc unlinks), so the mapping stays as
+    // verified. The artifact says it was compiled for this host's target by this wasmtime
+    // version with identical engine settings (all compared before this call), and wasmtime
+    // checks its header's version and settings again, returning an error on a mismatch.
+    // Like the image itself, the code is trusted as much as whoever built the image.
+    unsafe { Module::deserialize_file(engine, cwasm) }
+}
+
+/// A line for someone finding out what `run` does (`WASMBUILD_LOG=debug`). Not shown
+/// otherwise: the guest's stderr is the program's own.
+fn debug(line: &str) {
+    if std::env::var_os("WASMBUILD_LOG").is_some_and(|v| v == "debug") {
+        eprintln!("debug: {line}");
     }
 }
 

@@ -17,13 +17,16 @@ fn fails(name: &str) -> String {
     assert_eq!(output.status.code(), Some(1), "{name}: {}", stderr(&output));
     assert!(output.stdout.is_empty(), "{name}: nothing on stdout");
     assert_eq!(snapshot(&home.store()), before, "{name}: the store changed");
-    // Nothing else appeared beside the store either (no stray temp files).
+    // Nothing else appeared beside the store and the step cache (which the first build
+    // filled) either: no stray temp files.
     let entries: Vec<_> = std::fs::read_dir(home.dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
     assert!(
-        entries.iter().all(|e| e == "store" || e == "store.lock"),
+        entries
+            .iter()
+            .all(|e| e == "store" || e == "store.lock" || e == "cache"),
         "{entries:?}"
     );
     stderr(&output)

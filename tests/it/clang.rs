@@ -149,10 +149,16 @@ fn the_same_sources_elsewhere_give_the_same_digest_even_with_debug_info() {
     for place in ["one/c-hello", "two/deeper/c-hello"] {
         let copy = temp.path().join(place);
         copy_tree(&fixture("c-hello"), &copy);
-        // DWARF names the compilation folder: -ffile-prefix-map keeps it out.
+        // DWARF names the compilation folder: -ffile-prefix-map keeps it out. Kept in the
+        // image (`strip = "none"`, and no wasm-opt to rewrite it) so the digest shows it.
         let wasmfile = copy.join("Wasmfile");
         let text = std::fs::read_to_string(&wasmfile).unwrap();
-        std::fs::write(&wasmfile, text.replace("flags = [", "flags = [\"-g\", ")).unwrap();
+        let text = text.replace("flags = [", "flags = [\"-g\", ");
+        std::fs::write(
+            &wasmfile,
+            format!("{text}\n[optimize]\nlevel = \"none\"\nstrip = \"none\"\n"),
+        )
+        .unwrap();
         let line = home.ok(&["build", copy.to_str().unwrap()]);
         digests.push(digest_of(line.trim()).to_owned());
     }

@@ -10,6 +10,8 @@ mod clang;
 mod dockerfile;
 mod go;
 mod interop;
+mod optimize;
+mod precompile;
 mod readme;
 mod run;
 mod store;

@@ -190,9 +190,11 @@ fn a_reactor_is_refused_unless_the_wasmfile_says_reactor() {
         ),
         "{err}"
     );
+    // wasm-opt -Os would grow this hand-made module by a byte (a `nop` in its empty
+    // body), which stops the build by default; optimizing is not what this test is about.
     std::fs::write(
         dir.path().join("Wasmfile"),
-        "[build]\nmodule = \"lib.wasm\"\nexec-model = \"reactor\"\n",
+        "[build]\nmodule = \"lib.wasm\"\nexec-model = \"reactor\"\n\n[optimize]\nlevel = \"none\"\n",
     )
     .unwrap();
     let line = home.ok(&["build", dir.path().to_str().unwrap()]);
@@ -260,7 +262,23 @@ fn allow_imports_admits_what_the_host_provides() {
 #[test]
 fn inspect_shows_features_memory_and_producers_of_a_rust_module() {
     let home = Home::new();
-    home.build("hello", &[]);
+    // The default `strip = "debug"` removes `producers`: keep it.
+    let wasmfile = tempfile::Builder::new()
+        .prefix("inspect-")
+        .suffix(".Wasmfile")
+        .tempfile_in(fixture("hello"))
+        .unwrap();
+    std::fs::write(
+        wasmfile.path(),
+        "[build]\ntoolchain = \"cargo\"\n\n[optimize]\nstrip = \"none\"\n",
+    )
+    .unwrap();
+    home.ok(&[
+        "build",
+        fixture("hello").to_str().unwrap(),
+        "-f",
+        wasmfile.path().to_str().unwrap(),
+    ]);
     let json: serde_json::Value =
         serde_json::from_str(&home.ok(&["inspect", "--json", "hello"])).unwrap();
     let features: Vec<&str> = json["module"]["features"]

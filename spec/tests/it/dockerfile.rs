@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use wasmbuild_spec::{
-    CopyRule, ImageConfig, ImageFormat, Location, OptLevel, Optimize, Options, Os, Policy,
-    Precompile, Resolved, SpecError, Strip, Toolchain, is_dockerfile, is_dockerfile_name,
+    CopyRule, ImageConfig, ImageFormat, Location, OnFailure, OptLevel, Optimize, Options, Os,
+    Policy, Precompile, Resolved, SpecError, Strip, Toolchain, is_dockerfile, is_dockerfile_name,
     load_dockerfile, looks_like_dockerfile, parse_dockerfile,
 };
 
@@ -140,7 +140,8 @@ fn docker_wasm_guide_example_gets_every_default() {
         plan.optimize,
         Optimize {
             level: OptLevel::Os,
-            strip: Strip::Debug
+            strip: Strip::Debug,
+            on_failure: OnFailure::Error,
         }
     );
     assert_eq!(

@@ -231,6 +231,13 @@ fn invalid_enum_value_suggests_the_closest() {
         None,
     );
     check(
+        "[optimize]\non-failure = \"warning\"\n",
+        "<root>/Wasmfile:2:14: invalid value for `on-failure` in [optimize]: unknown variant \
+         `warning`, expected `error` or `warn`",
+        Some((2, 14)),
+        Some("did you mean `warn`?"),
+    );
+    check(
         "[optimize]\nstrip = true\n",
         "<root>/Wasmfile:2:9: invalid value for `strip` in [optimize]: invalid type, expected a string",
         Some((2, 9)),

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use wasmbuild_spec::{
-    CargoSettings, ClangSettings, CopyRule, GoSettings, ImageConfig, ImageFormat, OptLevel,
-    Optimize, Options, Os, Precompile, Strip, Toolchain, parse,
+    CargoSettings, ClangSettings, CopyRule, GoSettings, ImageConfig, ImageFormat, OnFailure,
+    OptLevel, Optimize, Options, Os, Precompile, Strip, Toolchain, parse,
 };
 
 use crate::Project;
@@ -44,7 +44,8 @@ fn an_empty_wasmfile_gets_every_default() {
         plan.optimize,
         Optimize {
             level: OptLevel::Os,
-            strip: Strip::Debug
+            strip: Strip::Debug,
+            on_failure: OnFailure::Error,
         }
     );
     assert_eq!(
@@ -88,6 +89,7 @@ no-default-features = true
 [optimize]
 level = "O3"
 strip = "all"
+on-failure = "warn"
 
 [precompile]
 targets = ["x86_64-unknown-linux-gnu"]
@@ -154,7 +156,8 @@ fn a_full_wasmfile_resolves_every_key() {
         plan.optimize,
         Optimize {
             level: OptLevel::O3,
-            strip: Strip::All
+            strip: Strip::All,
+            on_failure: OnFailure::Warn,
         }
     );
     assert_eq!(
