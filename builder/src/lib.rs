@@ -31,6 +31,22 @@ pub trait Reporter: Sync {
     fn warn(&self, message: &str);
 }
 
+/// A size in decimal units, as progress and `images` show it (`80.9 kB`).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "kB", "MB", "GB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 /// A reporter that drops everything.
 pub struct Silent;
 

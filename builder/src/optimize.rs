@@ -115,7 +115,10 @@ pub fn run(
     };
     reporter.step(
         STEP,
-        &format!("{strip_note}{line} ({})", size(module.len() as u64)),
+        &format!(
+            "{strip_note}{line} ({})",
+            crate::human_size(module.len() as u64)
+        ),
     );
 
     match optimize(
@@ -379,23 +382,11 @@ fn removed(names: &[String]) -> String {
 }
 
 fn change(before: u64, after: u64) -> String {
-    format!("{} → {}", size(before), size(after))
-}
-
-/// Decimal units, as `wasmbuild build` prints sizes.
-fn size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "kB", "MB", "GB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    format!(
+        "{} → {}",
+        crate::human_size(before),
+        crate::human_size(after)
+    )
 }
 
 #[cfg(test)]
@@ -448,8 +439,8 @@ mod tests {
 
     #[test]
     fn sizes_read_as_build_prints_them() {
-        assert_eq!(size(999), "999 B");
+        assert_eq!(crate::human_size(999), "999 B");
         assert_eq!(change(123_456, 80_100), "123.5 kB → 80.1 kB");
-        assert_eq!(size(2_658_956), "2.7 MB");
+        assert_eq!(crate::human_size(2_658_956), "2.7 MB");
     }
 }

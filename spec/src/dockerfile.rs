@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::iter::Peekable;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::str::CharIndices;
 
 use crate::Resolved;
@@ -22,6 +22,7 @@ use crate::error::{BUILD_CONTEXT, Location, SpecError};
 use crate::interpolate::is_arg_name;
 use crate::locate::location;
 use crate::plan::{BuildPlan, CopyRule, ImageConfig, Optimize, Policy, Precompile, Toolchain};
+use crate::resolve::lexical_join;
 use crate::wasmfile::{ImageSection, OptimizeSection, PrecompileSection};
 
 /// What the automatic platform ARGs hold: BuildKit sets them from `--platform`, and what
@@ -1704,24 +1705,6 @@ fn image_path(workdir: &str, path: &str) -> String {
         }
     }
     format!("/{}", parts.join("/"))
-}
-
-/// `relative` joined to `base` without touching the file system; `..` pops a component.
-fn lexical_join(base: &Path, relative: &Path) -> PathBuf {
-    let mut joined = base.to_path_buf();
-    for component in relative.components() {
-        match component {
-            Component::Prefix(_) | Component::RootDir => {
-                joined = PathBuf::from(component.as_os_str());
-            }
-            Component::CurDir => {}
-            Component::ParentDir => {
-                joined.pop();
-            }
-            Component::Normal(name) => joined.push(name),
-        }
-    }
-    joined
 }
 
 /// The paths (relative to `context`, sorted) that match a COPY source with `*`, `?` or

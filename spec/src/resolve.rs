@@ -119,7 +119,7 @@ fn is_given(build: &BuildSection, key: &str) -> bool {
 
 /// Paths as written in the Wasmfile are joined to a base folder without touching the file
 /// system; `..` pops a component, so the result never contains `.` or `..`.
-fn lexical_join(base: &Path, relative: &Path) -> PathBuf {
+pub(crate) fn lexical_join(base: &Path, relative: &Path) -> PathBuf {
     let mut joined = base.to_path_buf();
     for component in relative.components() {
         match component {
