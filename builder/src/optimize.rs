@@ -81,7 +81,7 @@ pub fn run(
         ));
     }
 
-    let wasm_opt = WasmOpt::find(settings.level)?;
+    let wasm_opt = WasmOpt::find(settings.level, cache)?;
     let features = binaryen_features(&info.features);
     let key = Key::new(&[
         STEP.as_bytes(),
@@ -260,6 +260,33 @@ fn strip_module(module: Vec<u8>, mode: Strip) -> Result<(Vec<u8>, Vec<String>), 
     strip::strip(module, mode).map_err(|error| BuildError::Optimized { error })
 }
 
+/// Step-cache folder for what tools say about themselves.
+const TOOLS: &str = "tools";
+
+/// A key naming one installed binary as it is now: `program` found as the OS would find it,
+/// with its size, modification time and inode, so replacing or upgrading it changes the key.
+fn identity(program: &OsString) -> Option<Key> {
+    use std::os::unix::fs::MetadataExt;
+    let as_path = PathBuf::from(program);
+    let path = if as_path.components().count() > 1 {
+        as_path
+    } else {
+        std::env::split_paths(&std::env::var_os("PATH")?)
+            .map(|dir| dir.join(&as_path))
+            .find(|candidate| candidate.is_file())?
+    };
+    let path = std::fs::canonicalize(path).ok()?;
+    let meta = std::fs::metadata(&path).ok()?;
+    Some(Key::new(&[
+        b"wasm-opt --version",
+        path.as_os_str().as_encoded_bytes(),
+        &meta.len().to_le_bytes(),
+        &meta.mtime().to_le_bytes(),
+        &meta.mtime_nsec().to_le_bytes(),
+        &meta.ino().to_le_bytes(),
+    ]))
+}
+
 /// The `wasm-opt` to run and what it says its version is.
 struct WasmOpt {
     program: OsString,
@@ -268,7 +295,7 @@ struct WasmOpt {
 
 impl WasmOpt {
     /// `WASM_OPT`, else `wasm-opt` on PATH; asks it for its version.
-    fn find(level: OptLevel) -> Result<WasmOpt, BuildError> {
+    fn find(level: OptLevel, cache: &Cache) -> Result<WasmOpt, BuildError> {
         let from_env = std::env::var_os("WASM_OPT").filter(|v| !v.is_empty());
         let program = match &from_env {
             // A relative path stays right when wasm-opt runs in its temp folder.
@@ -278,6 +305,14 @@ impl WasmOpt {
             Some(name) => name.clone(),
             None => OsString::from("wasm-opt"),
         };
+        // The version is part of every cache key; asking the binary costs a process per
+        // build, so it is remembered per binary (path, size, mtime, inode).
+        let identity = identity(&program);
+        if let Some(version) = identity.as_ref().and_then(|key| cache.get(TOOLS, key))
+            && let Ok(version) = String::from_utf8(version)
+        {
+            return Ok(WasmOpt { program, version });
+        }
         let mut command = Command::new(&program);
         command.arg("--version");
         let output = command.output().map_err(|source| {
@@ -312,6 +347,10 @@ impl WasmOpt {
             .unwrap_or_default()
             .trim()
             .to_owned();
+        if let Some(key) = &identity {
+            // Only a speed-up: a cache that cannot be written is no reason to fail.
+            let _ = cache.put(TOOLS, key, version.as_bytes());
+        }
         Ok(WasmOpt { program, version })
     }
 
