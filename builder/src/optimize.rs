@@ -190,15 +190,7 @@ fn optimize(
         source,
     })?;
     command.current_dir(dir.path());
-    let (finished, ()) = process::run(command, reporter, |stdout| {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            reporter.output(&line);
-        }
-    })?;
+    let finished = process::run_streaming(command, reporter)?;
     if !finished.success {
         return Err(BuildError::ToolchainFailed {
             command: line,

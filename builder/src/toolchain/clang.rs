@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -100,11 +99,7 @@ pub fn build(
     );
     let line = process::display(&command);
     reporter.step("compile", &line);
-    let (finished, ()) = process::run(&mut command, reporter, |stdout| {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            reporter.output(&line);
-        }
-    })?;
+    let finished = process::run_streaming(&mut command, reporter)?;
     if !finished.success {
         let hint = hint_for(&finished.stderr_tail);
         return Err(BuildError::ToolchainFailed {

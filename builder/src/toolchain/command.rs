@@ -27,16 +27,7 @@ pub fn build(
         .args(args);
     let line = process::display(&command);
     reporter.step("compile", &line);
-    // Its stdout is the user's to read too: pass it through like stderr.
-    let (finished, ()) = process::run(&mut command, reporter, |stdout| {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            reporter.output(&line);
-        }
-    })?;
+    let finished = process::run_streaming(&mut command, reporter)?;
     if !finished.success {
         return Err(BuildError::ToolchainFailed {
             command: line,

@@ -5,7 +5,6 @@
 //! that the compiler is new enough to have the `wasip1` port at all.
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader};
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
@@ -104,13 +103,8 @@ pub fn build(
     let mut command = compile_command(plan, settings, flavor, &output, &host);
     let line = describe(&command, flavor);
     reporter.step("compile", &line);
-    // Whatever it prints on stdout is the user's to read too: pass it through.
-    let (finished, ()) = process::run(&mut command, reporter, |stdout| {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            reporter.output(&line);
-        }
-    })
-    .map_err(|error| not_installed(error, flavor))?;
+    let finished = process::run_streaming(&mut command, reporter)
+        .map_err(|error| not_installed(error, flavor))?;
     if !finished.success {
         let hint = hint_for(flavor, &finished.stderr_tail);
         return Err(BuildError::ToolchainFailed {

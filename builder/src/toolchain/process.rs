@@ -81,3 +81,17 @@ pub fn run<R: Send>(
     };
     Ok((finished, stdout_result))
 }
+
+/// Runs `command` with both its stdout and its stderr going to the reporter line by line:
+/// a compiler's or build tool's own output is the user's to read.
+pub fn run_streaming(
+    command: &mut Command,
+    reporter: &dyn Reporter,
+) -> Result<Finished, BuildError> {
+    let (finished, ()) = run(command, reporter, |stdout| {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            reporter.output(&line);
+        }
+    })?;
+    Ok(finished)
+}
