@@ -8,12 +8,14 @@
 //! prints.
 
 pub mod archive;
+pub mod credentials;
 pub mod digest;
 pub mod error;
 pub mod image;
 pub mod layer;
 pub mod precompiled;
 pub mod reference;
+pub mod registry;
 pub mod store;
 
 pub use digest::{Digest, DigestError, Hasher};

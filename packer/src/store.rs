@@ -32,6 +32,10 @@ use crate::reference::Reference;
 pub(crate) const OCI_LAYOUT_FILE: &str = "oci-layout";
 pub(crate) const INDEX_FILE: &str = "index.json";
 pub(crate) const TEMP_PREFIX: &str = ".tmp-";
+/// Downloads in progress (a pull fetches without holding the lock, so writers' clean-up
+/// must leave these alone); one this old belongs to no running pull.
+pub(crate) const PARTIAL_PREFIX: &str = ".partial-";
+const STALE_PARTIAL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 /// Manifests and indexes larger than this are refused rather than read into memory.
 pub(crate) const MAX_JSON_BLOB: u64 = 64 << 20;
 
@@ -134,6 +138,14 @@ pub(crate) fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error
         path,
         source,
     }
+}
+
+/// A blob downloaded into a [`Store::partial_file`] and checked against its digest and
+/// size, waiting for [`Store::commit_fetched`].
+pub(crate) struct FetchedBlob {
+    pub(crate) digest: Digest,
+    pub(crate) size: u64,
+    pub(crate) file: tempfile::TempPath,
 }
 
 /// One reference in the store and the manifest it names.
@@ -519,6 +531,13 @@ impl Store {
             let garbage = if name.starts_with(TEMP_PREFIX) {
                 // Only writers make temp files, under the lock we hold: this one is stale.
                 true
+            } else if name.starts_with(PARTIAL_PREFIX) {
+                entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > STALE_PARTIAL)
             } else {
                 match Digest::parse(&format!("sha256:{name}")) {
                     Ok(digest) => !keep.contains_key(&digest),
@@ -528,7 +547,9 @@ impl Store {
             if garbage {
                 let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
                 fs::remove_file(entry.path()).map_err(io_err("delete", &entry.path()))?;
-                report.blobs_removed += usize::from(!name.starts_with(TEMP_PREFIX));
+                report.blobs_removed += usize::from(
+                    !name.starts_with(TEMP_PREFIX) && !name.starts_with(PARTIAL_PREFIX),
+                );
                 report.bytes_freed += size;
             }
         }
@@ -702,6 +723,86 @@ impl Store {
         temp.persist(path)
             .map_err(|e| io_err("write", path)(e.error))?;
         sync_dir(dir).map_err(io_err("sync", dir))
+    }
+
+    /// A file in the blobs folder for a download in progress; see [`PARTIAL_PREFIX`].
+    pub(crate) fn partial_file(&self) -> Result<tempfile::NamedTempFile, StoreError> {
+        let dir = self.blobs_dir();
+        tempfile::Builder::new()
+            .prefix(PARTIAL_PREFIX)
+            .tempfile_in(&dir)
+            .map_err(io_err("create a temp file in", &dir))
+    }
+
+    /// Adds a fetched image in one locked write: moves its verified blobs in (ones the
+    /// store has, by name and size, are kept; `present` ones must still be there), points `refs` at `image` (none: kept
+    /// untagged) and adds the `referrers` entries (made by [`referrer_entry`]) that are
+    /// not there. If anything fails, blobs it moved in are taken out again, so the store
+    /// is as it was.
+    pub(crate) fn commit_fetched(
+        &self,
+        blobs: Vec<FetchedBlob>,
+        present: &[(Digest, u64)],
+        image: &Descriptor,
+        refs: &[Reference],
+        referrers: &[Descriptor],
+    ) -> Result<(), StoreError> {
+        if let Some(r) = refs.iter().find(|r| r.digest.is_some()) {
+            return Err(StoreError::DigestReference {
+                reference: r.to_string(),
+            });
+        }
+        let _lock = self.lock()?;
+        let mut placed: Vec<PathBuf> = Vec::new();
+        let result = (|| {
+            // Blobs found in the store before the download may have been collected since.
+            for (digest, size) in present {
+                let path = self.blob_path(digest);
+                if !fs::metadata(&path).is_ok_and(|m| m.len() == *size) {
+                    return Err(StoreError::MissingBlob {
+                        digest: *digest,
+                        path,
+                    });
+                }
+            }
+            for blob in blobs {
+                let path = self.blob_path(&blob.digest);
+                if fs::metadata(&path).is_ok_and(|m| m.len() == blob.size) {
+                    continue;
+                }
+                blob.file
+                    .persist(&path)
+                    .map_err(|e| io_err("write", &path)(e.error))?;
+                placed.push(path);
+            }
+            sync_dir(&self.blobs_dir()).map_err(io_err("sync", &self.blobs_dir()))?;
+            let mut index = self.read_index()?;
+            let mut displaced = set_refs(&mut index, &plain(image), refs);
+            for entry in referrers {
+                if !index.manifests.contains(entry) {
+                    index.manifests.push(entry.clone());
+                }
+            }
+            displaced |= prune_orphans(&mut index);
+            sort_entries(&mut index);
+            self.write_index(&index)?;
+            Ok((displaced, index))
+        })();
+        match result {
+            Ok((displaced, index)) => {
+                if displaced {
+                    let _ = self.gc_locked(&index);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                for path in placed {
+                    let _ = fs::remove_file(path);
+                }
+                let _ = sync_dir(&self.blobs_dir());
+                Err(e)
+            }
+        }
     }
 
     pub(crate) fn temp_file(&self, dir: &Path) -> Result<tempfile::NamedTempFile, StoreError> {
@@ -1042,6 +1143,80 @@ mod tests {
             .unwrap_err();
         assert!(error.to_string().contains("artifactType"), "{error}");
         assert_eq!(blob_count(&store), 0, "nothing was written");
+    }
+
+    #[test]
+    fn gc_leaves_a_running_pull_its_partial_files_but_not_a_day_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let fresh = store.partial_file().unwrap().into_temp_path();
+        let stale = store.partial_file().unwrap();
+        let two_days = std::time::Duration::from_secs(48 * 3600);
+        stale
+            .as_file()
+            .set_modified(std::time::SystemTime::now() - two_days)
+            .unwrap();
+        let stale = stale.into_temp_path();
+        let report = store.gc().unwrap();
+        assert!(fresh.exists());
+        assert!(!stale.exists());
+        assert_eq!(report.blobs_removed, 0, "a partial file is not a blob");
+    }
+
+    #[test]
+    fn commit_fetched_moves_verified_blobs_in_and_names_the_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let app = image("app");
+        let cwasm = cwasm_for(&app, "x86");
+        let stage = |blob: &Blob| {
+            let mut file = store.partial_file().unwrap();
+            file.write_all(&blob.bytes).unwrap();
+            FetchedBlob {
+                digest: blob.digest,
+                size: blob.bytes.len() as u64,
+                file: file.into_temp_path(),
+            }
+        };
+        let entry = referrer_entry(
+            &cwasm.manifest_descriptor(),
+            media_type::PRECOMPILED,
+            app.digest(),
+        );
+        // A blob said to be present that is not: nothing changes.
+        let before = fs::read(store.index_path()).unwrap();
+        let missing = (Digest::of(b"gone"), 4);
+        let error = store
+            .commit_fetched(
+                app.blobs().map(stage).collect(),
+                &[missing],
+                &app.manifest_descriptor(),
+                &[r("app:1")],
+                &[],
+            )
+            .unwrap_err();
+        assert!(matches!(error, StoreError::MissingBlob { .. }), "{error}");
+        assert_eq!(fs::read(store.index_path()).unwrap(), before);
+        assert_eq!(blob_count(&store), 0);
+
+        store
+            .commit_fetched(
+                app.blobs().chain(cwasm.blobs()).map(stage).collect(),
+                &[],
+                &app.manifest_descriptor(),
+                &[r("app:1")],
+                std::slice::from_ref(&entry),
+            )
+            .unwrap();
+        assert_eq!(store.resolve(&r("app:1")).unwrap().digest, *app.digest());
+        assert_eq!(targets(&store, app.digest()), ["x86"]);
+        assert_eq!(blob_count(&store), 3 + 2 + 1);
+        // The same as a put of the same image and referrer would have stored.
+        let other = Store::open(&dir.path().join("other")).unwrap();
+        other
+            .put_with_referrers(&app, &[r("app:1")], media_type::PRECOMPILED, &[cwasm])
+            .unwrap();
+        assert_eq!(other.read_index().unwrap(), store.read_index().unwrap());
     }
 
     #[test]

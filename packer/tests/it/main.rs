@@ -5,6 +5,7 @@
 
 mod archive;
 mod pack;
+mod registry;
 mod skopeo;
 mod store;
 mod support;
