@@ -51,6 +51,14 @@ pub enum Command {
     Rmi(commands::rmi::Args),
     /// Run an image's module with the embedded wasmtime
     Run(commands::run::Args),
+    /// Push an image (and its precompiled artifacts) to its registry
+    Push(commands::push::Args),
+    /// Pull an image (and the precompiled artifact for this host) into the local store
+    Pull(commands::pull::Args),
+    /// Log in to a registry, storing the credentials where Docker keeps them
+    Login(commands::login::LoginArgs),
+    /// Remove the stored credentials for a registry
+    Logout(commands::login::LogoutArgs),
     /// Write images to an OCI archive (tar)
     Save(commands::save::Args),
     /// Read images from an OCI archive (tar) into the local store

@@ -1,6 +1,8 @@
 //! Renders errors as `error:` / `caused by:` / `hint:` on stderr.
 
 use wasmbuild_builder::BuildError;
+use wasmbuild_packer::credentials::CredentialError;
+use wasmbuild_packer::registry::RegistryError;
 use wasmbuild_packer::{PackError, StoreError};
 use wasmbuild_spec::SpecError;
 
@@ -24,6 +26,10 @@ fn hint(error: &anyhow::Error) -> Option<String> {
         } else if let Some(e) = cause.downcast_ref::<StoreError>() {
             e.hint()
         } else if let Some(e) = cause.downcast_ref::<PackError>() {
+            e.hint()
+        } else if let Some(e) = cause.downcast_ref::<CredentialError>() {
+            e.hint()
+        } else if let Some(e) = cause.downcast_ref::<RegistryError>() {
             e.hint()
         } else {
             cause

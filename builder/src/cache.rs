@@ -5,15 +5,26 @@
 //! every setting and tool version that changes the result. An entry file holds the SHA-256
 //! of its payload followed by the payload, so a truncated or corrupt entry is detected on
 //! read, removed, and treated as a miss: it is rebuilt, never used.
+//!
+//! Some steps keep entries this framing does not suit, at [`Cache::entry_path`]: `run`'s
+//! unpacked image roots are folders, and its compiled modules are files wasmtime maps and
+//! checks itself. They are listed and pruned like the others.
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
 const HASH_LEN: usize = 32;
+
+/// How temp files and folders in a step's folder begin; they are never entries.
+pub const TEMP_PREFIX: &str = ".tmp-";
+
+/// A temp file or folder left this long is left over from a process that died: `prune`
+/// removes it. Younger ones may belong to a process still writing.
+const STALE_TEMP: Duration = Duration::from_secs(24 * 3600);
 
 /// What determines a step's output, hashed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +84,13 @@ impl Cache {
             .map(|root| root.join(step).join(key.as_str()))
     }
 
+    /// Where `step`'s entry for `key` lives, for an entry that is not a framed payload (a
+    /// folder, or a file its reader checks itself); `None` for a disabled cache. Temp files
+    /// and folders beside it should be named with [`TEMP_PREFIX`], which listing skips.
+    pub fn entry_path(&self, step: &str, key: &Key) -> Option<PathBuf> {
+        self.path(step, key)
+    }
+
     /// The stored result, if there is one and it is intact.
     pub fn get(&self, step: &str, key: &Key) -> Option<Vec<u8>> {
         let path = self.path(step, key)?;
@@ -95,7 +113,9 @@ impl Cache {
         };
         let dir = path.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir)?;
-        let mut temp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+        let mut temp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(dir)?;
         temp.write_all(&Sha256::digest(payload))?;
         temp.write_all(payload)?;
         temp.as_file().sync_all()?;
@@ -126,10 +146,15 @@ impl Cache {
                     continue;
                 }
                 let metadata = entry.metadata()?;
+                let size = if metadata.is_dir() {
+                    tree_size(&entry.path())?
+                } else {
+                    metadata.len()
+                };
                 entries.push(Entry {
                     step: step.file_name().to_string_lossy().into_owned(),
                     key,
-                    size: metadata.len(),
+                    size,
                     modified: metadata.modified()?,
                     path: entry.path(),
                 });
@@ -139,17 +164,76 @@ impl Cache {
         Ok(entries)
     }
 
-    /// Removes entries older than `older_than` (all of them when `None`), and stray temp
-    /// files; returns what was removed.
+    /// Removes entries older than `older_than` (all of them when `None`), and temp files
+    /// and folders a process that died left behind; returns the entries removed.
     pub fn prune(&self, older_than: Option<SystemTime>) -> std::io::Result<Vec<Entry>> {
         let mut removed = Vec::new();
         for entry in self.entries()? {
             if older_than.is_none_or(|limit| entry.modified < limit) {
-                fs::remove_file(&entry.path)?;
+                remove_path(&entry.path)?;
                 removed.push(entry);
             }
         }
+        self.remove_stale_temps()?;
         Ok(removed)
+    }
+
+    fn remove_stale_temps(&self) -> std::io::Result<()> {
+        let Some(root) = &self.root else {
+            return Ok(());
+        };
+        let Ok(steps) = fs::read_dir(root) else {
+            return Ok(());
+        };
+        let limit = SystemTime::now() - STALE_TEMP;
+        for step in steps {
+            let step = step?;
+            if !step.file_type()?.is_dir() {
+                continue;
+            }
+            for entry in fs::read_dir(step.path())? {
+                let entry = entry?;
+                if !entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                    continue;
+                }
+                if entry.metadata()?.modified()? < limit {
+                    remove_path(&entry.path())?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The bytes of the files under `dir`.
+fn tree_size(dir: &Path) -> std::io::Result<u64> {
+    let mut size = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in fs::read_dir(&next)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                pending.push(entry.path());
+            } else if kind.is_file() {
+                size += entry.metadata()?.len();
+            }
+        }
+    }
+    Ok(size)
+}
+
+/// Removes a file or a folder with everything in it; one already gone is not an error (a
+/// concurrent prune may have taken it).
+fn remove_path(path: &Path) -> std::io::Result<()> {
+    let removed = match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) => Err(e),
+    };
+    match removed {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
     }
 }
 
@@ -212,6 +296,20 @@ mod tests {
         assert_eq!(entries[1].size, 32 + 2);
         assert_eq!(cache.prune(None).unwrap().len(), 2);
         assert!(cache.entries().unwrap().is_empty());
+
+        // Folder entries count their files and go whole; fresh temps stay, old ones go.
+        let root = cache.entry_path("rootfs", &Key::new(&[b"3"])).unwrap();
+        fs::create_dir_all(root.join("etc")).unwrap();
+        fs::write(root.join("app.wasm"), b"abc").unwrap();
+        fs::write(root.join("etc/motd"), b"hello").unwrap();
+        let fresh = dir.path().join("rootfs").join(".tmp-fresh");
+        fs::create_dir(&fresh).unwrap();
+        let entries = cache.entries().unwrap();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        assert_eq!((entries[0].step.as_str(), entries[0].size), ("rootfs", 8));
+        assert_eq!(cache.prune(None).unwrap().len(), 1);
+        assert!(!root.exists());
+        assert!(fresh.exists(), "a temp that may be in use is kept");
         assert!(
             Cache::disabled()
                 .get("optimize", &Key::new(&[b"1"]))

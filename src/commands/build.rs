@@ -32,9 +32,38 @@ pub struct Args {
     /// code as <name>.<target>.cwasm
     #[arg(short = 'o', long = "output", value_name = "DIR")]
     pub output: Option<PathBuf>,
+    /// Push every reference to its registry after the build (with the precompiled artifacts)
+    #[arg(long)]
+    pub push: bool,
+    #[command(flatten)]
+    pub connection: super::registry::Connection,
+    #[command(flatten)]
+    pub result: super::registry::Output,
+}
+
+/// The `--json` document of a build without `--push`.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Built {
+    references: Vec<String>,
+    digest: String,
+    media_type: String,
+    size: u64,
+    platform: serde_json::Value,
+    module: ModuleSummary,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ModuleSummary {
+    name: String,
+    size: u64,
+    precompiled: Vec<String>,
 }
 
 pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode> {
+    // Read before the build, so a missing password fails at once.
+    let explicit = args.connection.explicit()?;
     let options = wasmbuild_spec::Options {
         build_args: build_args(&args.build_args)?,
     };
@@ -124,10 +153,48 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode> {
         human_size(artifacts.module.len() as u64),
         image.digest()
     ));
-    let digest = image.digest();
-    for reference in &references {
-        outln!("{reference}@{digest}");
+    let digest = *image.digest();
+    let manifest = image.manifest_descriptor();
+    if args.push {
+        let mut pushes = Vec::new();
+        for reference in &references {
+            pushes.push(super::push::push_one(
+                &store,
+                reference,
+                &args.connection,
+                explicit.as_ref(),
+                &terminal,
+            )?);
+        }
+        terminal.finish();
+        return super::push::emit(&args.result, &super::push::Pushed::from_reports(pushes))
+            .map(|()| ExitCode::SUCCESS);
     }
+    let doc = Built {
+        references: references.iter().map(ToString::to_string).collect(),
+        digest: digest.to_string(),
+        media_type: manifest.media_type.clone(),
+        size: manifest.size,
+        platform: super::registry::platform(),
+        module: ModuleSummary {
+            name: artifacts.name.clone(),
+            size: artifacts.module.len() as u64,
+            precompiled: artifacts
+                .precompiled
+                .iter()
+                .map(|p| p.target.clone())
+                .collect(),
+        },
+    };
+    super::registry::write_output(
+        &args.result,
+        &doc,
+        &references,
+        &digest,
+        &manifest.media_type,
+        manifest.size,
+        None,
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

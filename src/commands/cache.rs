@@ -1,4 +1,5 @@
-//! `wasmbuild cache ls|prune`: the step cache under `$WASMBUILD_HOME/cache`.
+//! `wasmbuild cache ls|prune`: the step cache under `$WASMBUILD_HOME/cache`, with what `run`
+//! keeps there (unpacked images, compiled modules, verified blobs).
 
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};

@@ -68,9 +68,17 @@ fn readme_examples_print_what_the_readme_says() {
         &std::env::var_os("PATH").unwrap_or_default(),
     )))
     .unwrap();
+    // The README's registry is `localhost:5000`; here it is the one `scripts/test` started.
+    let registry = std::env::var("WASMBUILD_TEST_REGISTRY")
+        .expect("WASMBUILD_TEST_REGISTRY is not set: run `scripts/test`, which starts a registry");
+    let registry = format!("{registry}/readme-{}", std::process::id());
     for block in blocks {
         let home = Home::new();
-        for step in block {
+        for mut step in block {
+            step.command = step.command.replace("localhost:5000", &registry);
+            for line in &mut step.expected {
+                *line = line.replace("localhost:5000", &registry);
+            }
             let output = Command::new("sh")
                 .args(["-c", &step.command])
                 .current_dir(repo())

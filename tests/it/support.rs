@@ -39,6 +39,12 @@ impl Home {
             .env("WASMBUILD_HOME", self.dir.path())
             .env_remove("WASMBUILD_REPO")
             .env_remove("SOURCE_DATE_EPOCH")
+            .env_remove("WASMBUILD_USERNAME")
+            .env_remove("WASMBUILD_PASSWORD")
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("GITHUB_TOKEN")
+            // Docker's credentials stay out of the tests: each home has its own config.json.
+            .env("DOCKER_CONFIG", self.dir.path().join("docker"))
             .env("WASMBUILD_PROGRESS", "plain");
         command
     }
@@ -117,4 +123,80 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     }
     files.sort();
     files
+}
+
+/// The plain-HTTP registry that `scripts/test` starts on loopback, as `127.0.0.1:PORT`.
+pub fn require_registry() -> String {
+    std::env::var("WASMBUILD_TEST_REGISTRY").unwrap_or_else(|_| {
+        panic!("WASMBUILD_TEST_REGISTRY is not set: run `scripts/test`, which starts a registry")
+    })
+}
+
+/// The registry behind htpasswd auth that `scripts/test` starts, and its one user.
+#[derive(Clone)]
+pub struct AuthRegistry {
+    /// `127.0.0.1:PORT`
+    pub host: String,
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for AuthRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthRegistry")
+            .field("host", &self.host)
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+pub fn require_auth_registry() -> AuthRegistry {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!(
+                "{name} is not set: run `scripts/test`, which starts a registry with htpasswd auth"
+            )
+        })
+    };
+    AuthRegistry {
+        host: var("WASMBUILD_TEST_AUTH_REGISTRY"),
+        user: var("WASMBUILD_TEST_AUTH_USER"),
+        password: var("WASMBUILD_TEST_AUTH_PASSWORD"),
+    }
+}
+
+/// A repository path no other test, nor an earlier run against the same registry, has used:
+/// `wasmbuild-test/<name>-<pid>-<nanoseconds>-<n>`.
+pub fn unique_repo(name: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.subsec_nanos())
+        .unwrap_or_default();
+    format!("wasmbuild-test/{name}-{}-{nanos}-{n}", std::process::id())
+}
+
+/// `sha256:<hex>` of `bytes`, computed by coreutils' sha256sum (not by the code under test).
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run sha256sum");
+    let mut stdin = child.stdin.take().expect("sha256sum's stdin");
+    let input = bytes.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let output = child.wait_with_output().expect("sha256sum's output");
+    writer
+        .join()
+        .expect("the writer thread")
+        .expect("write to sha256sum");
+    let hex = String::from_utf8_lossy(&output.stdout);
+    format!(
+        "sha256:{}",
+        hex.split_whitespace().next().expect("a digest")
+    )
 }
