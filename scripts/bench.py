@@ -17,7 +17,7 @@ WASMBUILD = os.path.join(ROOT, "target", "release", "wasmbuild")
 RUNS = int(os.environ.get("BENCH_RUNS", "15"))
 
 
-def measure(argv, cwd=None, env=None, shell=False):
+def measure(argv, cwd=None, env=None, shell=False, stdout=subprocess.DEVNULL):
     """Runs a command once; returns (seconds, peak RSS in MiB of its largest process).
 
     GNU time reads the peak RSS: a child forked from this (large) Python process would
@@ -27,20 +27,32 @@ def measure(argv, cwd=None, env=None, shell=False):
     with tempfile.NamedTemporaryFile("r") as report:
         start = time.perf_counter()
         proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", report.name, *argv], cwd=cwd, env=env,
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                              stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE)
         elapsed = time.perf_counter() - start
         if proc.returncode != 0:
             sys.exit(f"{argv} failed:\n{proc.stderr.decode(errors='replace')}")
         return elapsed, int(report.read().strip().splitlines()[-1]) / 1024
 
 
-def compare(title, anchor_name, anchor, ours, target, runs=RUNS, medians=None, **kwargs):
-    """Runs both `runs` times and prints the medians; appends them to `medians` if given."""
+def compare(title, anchor_name, anchor, ours, target, runs=RUNS, medians=None, check=None, **kwargs):
+    """Runs both `runs` times and prints the medians; appends them to `medians` if given.
+
+    `anchor` and `ours` are commands, or functions of the run's number that get the run
+    ready (a new repository, an empty directory) and return its command. `check`, if given,
+    is called with what ours printed on stdout each run."""
     anchor_times, our_times, anchor_rss, our_rss = [], [], [], []
-    for _ in range(runs):
-        t, m = measure(anchor, shell=isinstance(anchor, str), **kwargs)
+    for run in range(runs):
+        argv = anchor(run) if callable(anchor) else anchor
+        t, m = measure(argv, shell=isinstance(argv, str), **kwargs)
         anchor_times.append(t); anchor_rss.append(m)
-        t, m = measure(ours, **kwargs)
+        argv = ours(run) if callable(ours) else ours
+        if check is None:
+            t, m = measure(argv, **kwargs)
+        else:
+            with tempfile.TemporaryFile() as out:
+                t, m = measure(argv, stdout=out, **kwargs)
+                out.seek(0)
+                check(out.read())
         our_times.append(t); our_rss.append(m)
     a, o = statistics.median(anchor_times), statistics.median(our_times)
     ratio = o / a
@@ -146,10 +158,22 @@ def wasmtime_cli():
 
 def prebuilt_project(folder, module, extra):
     os.makedirs(folder, exist_ok=True)
-    shutil.copy(module, os.path.join(folder, "app.wasm"))
+    app = os.path.join(folder, "app.wasm")
+    if module != app:
+        shutil.copy(module, app)
     with open(os.path.join(folder, "Wasmfile"), "w") as f:
         f.write('[build]\ntoolchain = "prebuilt"\nmodule = "app.wasm"\n\n' + extra)
     return folder
+
+
+def packed_only_project(folder, size, seed_module):
+    """A prebuilt project of a big_module of `size` bytes that a build only packs: no
+    wasm-opt, no precompiled artifacts."""
+    os.makedirs(folder)
+    app = os.path.join(folder, "app.wasm")
+    with open(app, "wb") as f:
+        f.write(big_module(size, seed_module))
+    return prebuilt_project(folder, app, '[optimize]\nlevel = "none"\nstrip = "none"\n\n[precompile]\ntargets = []\n')
 
 
 def precompile_cases(env):
@@ -260,46 +284,221 @@ def optimize_case(env):
         shutil.rmtree(work, ignore_errors=True)
 
 
-def main():
+def registry_cases(env, project, seed):
+    """Push and pull against the registry scripts/bench started, beside skopeo copying the
+    same image between the same store and registry: a first push to a new repository, a
+    repeat push, a pull into an empty home; and the peak RSS of pushing a 100 MB module."""
+    registry = os.environ.get("WASMBUILD_BENCH_REGISTRY")
+    if not registry:
+        sys.exit("the registry section needs the registry scripts/bench starts: run it as `scripts/bench registry`")
+    work = tempfile.mkdtemp(prefix="wasmbuild-bench-registry-")
+    try:
+        home = os.path.join(work, "home")
+        store = os.path.join(home, "store")
+        # skopeo remembers where it pushed each blob (its blob info cache) and mounts the blob
+        # from there into a new repository instead of uploading it. Its own cache, emptied
+        # before each first push, keeps that push a first push. As root it keeps the cache in
+        # /var/lib/containers/cache whatever the environment says, unless
+        # _CONTAINERS_ROOTLESS_UID (containers/image's override of the user id) is set.
+        skopeo_data = os.path.join(work, "skopeo-data")
+        skopeo_cache = os.path.join(skopeo_data, "containers", "cache")
+        env = dict(env, WASMBUILD_HOME=home, XDG_DATA_HOME=skopeo_data)
+        if os.geteuid() == 0:
+            env["_CONTAINERS_ROOTLESS_UID"] = "65534"
+        source = f"{registry}/bench/app:1"
+        subprocess.run([WASMBUILD, "build", "-q", project, "-t", source], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+        size = os.path.getsize(os.path.join(project, "app.wasm"))
+        total = blob_total(source, env)
+
+        named = []
+
+        def tagged(image, name):
+            """`image` under the new repository `name`, and under no other this section
+            pushed to: `wasmbuild push` offers the registry to mount a blob from the store's
+            other repositories of the same registry instead of uploading it."""
+            while named:
+                subprocess.run([WASMBUILD, "rmi", "-q", named.pop()], env=env, check=True,
+                               stdout=subprocess.DEVNULL)
+            target = f"{registry}/bench/{name}:1"
+            subprocess.run([WASMBUILD, "tag", "-q", image, target], env=env, check=True,
+                           stdout=subprocess.DEVNULL)
+            named.append(target)
+            return target
+
+        def skopeo_push(repository):
+            return ["skopeo", "copy", "--dest-tls-verify=false", f"oci:{store}:{source}",
+                    f"docker://{registry}/bench/{repository}:1"]
+
+        def skopeo_first(run):
+            shutil.rmtree(skopeo_cache, ignore_errors=True)
+            return skopeo_push(f"skopeo-{run}")
+
+        def pushed(expected):
+            def check(stdout):
+                push = json.loads(stdout)["pushes"][0]
+                if push["uploadedBytes"] != expected or push["referrers"]:
+                    sys.exit(f"wasmbuild push uploaded {push['uploadedBytes']} B and {len(push['referrers'])} "
+                             f"referrer(s); the case measured uploads {expected} B and none:\n{stdout.decode()}")
+            return check
+
+        # One skopeo push outside the measure, with --debug, shows it uses the cache above and
+        # uploads (nothing to mount); it also wakes the registry up.
+        shutil.rmtree(skopeo_cache, ignore_errors=True)
+        debug = subprocess.run(["skopeo", "--debug", *skopeo_push("skopeo-warm")[1:]], env=env,
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True, check=True).stderr
+        if f"Using blob info cache at {skopeo_cache}" not in debug or "Trying to mount" in debug:
+            sys.exit(f"skopeo did not use the empty blob info cache at {skopeo_cache}, or mounted a blob:\n{debug}")
+
+        title = f"{size/1e6:.1f} MB module ({total/1e6:.1f} MB of blobs, no precompiled artifacts)"
+        ok = compare(
+            f"first push of a {title} to a new repository",
+            "skopeo copy oci: docker://",
+            skopeo_first,
+            lambda run: [WASMBUILD, "push", "--json", tagged(source, f"wasmbuild-{run}")],
+            1.0, check=pushed(total), env=env)
+
+        # The same image to the same repository again: every blob is there.
+        again = tagged(source, "wasmbuild-again")
+        for argv in (skopeo_push("skopeo-again"), [WASMBUILD, "push", "-q", again]):
+            subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True)
+        ok &= compare(
+            f"repeat push of the {title} to the same repository",
+            "skopeo copy oci: docker://",
+            skopeo_push("skopeo-again"),
+            [WASMBUILD, "push", "--json", again],
+            0.5, check=pushed(0), env=env)
+
+        pulled = os.path.join(work, "pulled")
+        pulled_home = os.path.join(work, "pulled-home")
+
+        def emptied(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+            os.makedirs(folder)
+
+        def skopeo_pull(run):
+            emptied(pulled)
+            return ["skopeo", "copy", "--src-tls-verify=false", f"docker://{again}", f"oci:{pulled}:tag"]
+
+        def wasmbuild_pull(run):
+            emptied(pulled_home)
+            return [WASMBUILD, "pull", "--json", again]
+
+        def downloaded(stdout):
+            got = json.loads(stdout)["pull"]["downloadedBytes"]
+            if got != total:
+                sys.exit(f"wasmbuild pull downloaded {got} B, not the {total} B of the image's blobs")
+
+        ok &= compare(
+            f"pull of the {title} into an empty store",
+            "skopeo copy docker:// oci:",
+            skopeo_pull,
+            wasmbuild_pull,
+            1.0, check=downloaded, env=dict(env, WASMBUILD_HOME=pulled_home))
+
+        ok &= push_memory(work, env, registry, seed, tagged)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return ok
+
+
+def blob_total(reference, env):
+    """The bytes of the config and layers of a stored image: what a first push uploads."""
+    inspect = subprocess.run([WASMBUILD, "inspect", "--json", reference], env=env, check=True,
+                             capture_output=True)
+    manifest = json.loads(inspect.stdout)["manifest"]
+    return manifest["config"]["size"] + sum(layer["size"] for layer in manifest["layers"])
+
+
+def push_memory(work, env, registry, seed, tagged):
+    """The peak RSS of pushing a 100 MB module to new repositories: blobs are streamed from
+    their files, so it stays far below the module's size. skopeo beside it for scale."""
+    project = packed_only_project(os.path.join(work, "big"), 100 * 1000 * 1000, seed)
+    source = f"{registry}/bench/big:1"
+    subprocess.run([WASMBUILD, "build", "-q", project, "-t", source], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    size = os.path.getsize(os.path.join(project, "app.wasm"))
+    total = blob_total(source, env)
+    store = os.path.join(env["WASMBUILD_HOME"], "store")
+    skopeo_cache = os.path.join(env["XDG_DATA_HOME"], "containers", "cache")
+    runs = max(3, RUNS // 5)
+    times = {"skopeo": [], "wasmbuild": []}
+    rss = {"skopeo": [], "wasmbuild": []}
+    for run in range(runs):
+        shutil.rmtree(skopeo_cache, ignore_errors=True)
+        t, m = measure(["skopeo", "copy", "--dest-tls-verify=false", f"oci:{store}:{source}",
+                        f"docker://{registry}/bench/skopeo-big-{run}:1"], env=env)
+        times["skopeo"].append(t); rss["skopeo"].append(m)
+        target = tagged(source, f"wasmbuild-big-{run}")
+        with tempfile.TemporaryFile() as out:
+            t, m = measure([WASMBUILD, "push", "--json", target], env=env, stdout=out)
+            out.seek(0)
+            uploaded = json.loads(out.read())["pushes"][0]["uploadedBytes"]
+        if uploaded != total:
+            sys.exit(f"wasmbuild push of the 100 MB module uploaded {uploaded} B, not {total} B")
+        times["wasmbuild"].append(t); rss["wasmbuild"].append(m)
+    peak = max(rss["wasmbuild"])
+    # GNU time counts KiB; the target is in MB.
+    ok = peak * 1.048576 < 300
+    print(f"\npeak memory of pushing a {size/1e6:.1f} MB module ({total/1e6:.1f} MB of blobs) to a new repository "
+          f"(median time of {runs})")
+    print(f"  {'skopeo copy oci: docker://':<34} {statistics.median(times['skopeo'])*1000:9.1f} ms   "
+          f"{max(rss['skopeo']):7.1f} MiB peak RSS")
+    print(f"  {'wasmbuild':<34} {statistics.median(times['wasmbuild'])*1000:9.1f} ms   {peak:7.1f} MiB peak RSS"
+          f"   (target < 300 MB: {'ok' if ok else 'OVER TARGET'})")
+    return ok
+
+
+SECTIONS = ("rebuild", "pack", "precompile", "optimize", "registry")
+
+
+def main(chosen):
+    unknown = [name for name in chosen if name not in SECTIONS]
+    if unknown:
+        sys.exit(f"no section {', '.join(unknown)}; the sections are {', '.join(SECTIONS)} (all by default)")
+    chosen = set(chosen or SECTIONS)
     home = tempfile.mkdtemp(prefix="wasmbuild-bench-")
+    projects = tempfile.mkdtemp(prefix="wasmbuild-bench-projects-")
     env = dict(os.environ, WASMBUILD_HOME=home, WASMBUILD_PROGRESS="plain")
     ok = True
     try:
         hello = os.path.join(ROOT, "fixtures", "hello")
-        # Warm both: the first build compiles; what is measured is the no-op rebuild.
-        subprocess.run([WASMBUILD, "build", "-q", hello], env=env, check=True, stdout=subprocess.DEVNULL)
-        ok &= compare(
-            "no-op rebuild of fixtures/hello",
-            "cargo build (wasm32-wasip1)",
-            ["cargo", "build", "--release", "--target", "wasm32-wasip1", "--message-format=json-render-diagnostics"],
-            [WASMBUILD, "build", "-q", hello],
-            1.5, cwd=hello, env=env)
+        if chosen & {"rebuild", "pack", "registry"}:
+            # Warm both: the first build compiles; what is measured is the no-op rebuild. Its
+            # module is also the seed of the big modules.
+            subprocess.run([WASMBUILD, "build", "-q", hello], env=env, check=True, stdout=subprocess.DEVNULL)
+            with open(os.path.join(hello, "target", "wasm32-wasip1", "release", "hello.wasm"), "rb") as f:
+                seed = f.read()
+        if "rebuild" in chosen:
+            ok &= compare(
+                "no-op rebuild of fixtures/hello",
+                "cargo build (wasm32-wasip1)",
+                ["cargo", "build", "--release", "--target", "wasm32-wasip1", "--message-format=json-render-diagnostics"],
+                [WASMBUILD, "build", "-q", hello],
+                1.5, cwd=hello, env=env)
 
-        work = tempfile.mkdtemp(prefix="wasmbuild-bench-pack-")
-        with open(os.path.join(hello, "target", "wasm32-wasip1", "release", "hello.wasm"), "rb") as f:
-            seed = f.read()
-        module = big_module(20 * 1000 * 1000, seed)
-        with open(os.path.join(work, "app.wasm"), "wb") as f:
-            f.write(module)
-        size = len(module)
-        del module, seed
-        with open(os.path.join(work, "Wasmfile"), "w") as f:
-            f.write('[build]\ntoolchain = "prebuilt"\nmodule = "app.wasm"\n\n'
-                    '[optimize]\nlevel = "none"\nstrip = "none"\n\n[precompile]\ntargets = []\n')
-        ok &= compare(
-            f"packing a {size/1e6:.1f} MB module",
-            "tar c | gzip -6 | sha256sum",
-            "tar c app.wasm | gzip -6 | sha256sum",
-            [WASMBUILD, "build", "-q", work, "-t", "bench/app:1"],
-            1.0, runs=max(5, RUNS // 3), cwd=work, env=env)
-        shutil.rmtree(work)
+        if chosen & {"pack", "registry"}:
+            project = packed_only_project(os.path.join(projects, "pack"), 20 * 1000 * 1000, seed)
+        if "pack" in chosen:
+            size = os.path.getsize(os.path.join(project, "app.wasm"))
+            ok &= compare(
+                f"packing a {size/1e6:.1f} MB module",
+                "tar c | gzip -6 | sha256sum",
+                "tar c app.wasm | gzip -6 | sha256sum",
+                [WASMBUILD, "build", "-q", project, "-t", "bench/app:1"],
+                1.0, runs=max(5, RUNS // 3), cwd=project, env=env)
 
-        ok &= precompile_cases(env)
-        ok &= optimize_case(env)
+        if "precompile" in chosen:
+            ok &= precompile_cases(env)
+        if "optimize" in chosen:
+            ok &= optimize_case(env)
+        if "registry" in chosen:
+            ok &= registry_cases(env, project, seed)
     finally:
         shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(projects, ignore_errors=True)
     print("\nall within target" if ok else "\nsome results are over target")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

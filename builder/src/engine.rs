@@ -7,7 +7,7 @@
 //! `run` (configured the same way) accepts it.
 
 use sha2::{Digest as _, Sha256};
-use wasmtime::{Config, Engine, OptLevel};
+use wasmtime::{Config, Engine, OptLevel, WasmBacktraceDetails};
 
 /// The wasmtime crate this build links, as `Cargo.lock` pins it (a unit test checks).
 /// wasmtime exports no version constant, and its own artifacts record only the major.
@@ -32,6 +32,16 @@ pub fn config_for(target: &str) -> wasmtime::Result<Config> {
     let mut config = Config::new();
     config.target(target)?;
     config.cranelift_opt_level(OptLevel::Speed);
+    // `run --timeout` stops a guest at an epoch deadline. The checks are compiled into the
+    // code and are part of wasmtime's compatibility hash, so every engine has them: the
+    // artifacts precompile writes then load into `run`'s engine, with or without a timeout.
+    config.epoch_interruption(true);
+    // A trap's backtrace names functions from the module's name section, and adds file and
+    // line from its DWARF when it kept any. Said here rather than left to
+    // WASMTIME_BACKTRACE_DETAILS, wasmtime's default: the setting is part of the
+    // compatibility hash, and an environment variable must not decide whether an artifact
+    // loads.
+    config.wasm_backtrace_details(WasmBacktraceDetails::Enable);
     Ok(config)
 }
 
@@ -42,6 +52,15 @@ pub fn config() -> wasmtime::Result<Config> {
 
 pub fn host_engine() -> wasmtime::Result<Engine> {
     Engine::new(&config()?)
+}
+
+/// The host engine with fuel metering too, for `run --fuel`. Counting fuel is compiled into
+/// the code, so these settings differ from [`host_engine`]'s: no precompiled artifact loads
+/// into this engine, and `run` compiles the module for it (and caches it apart).
+pub fn host_engine_with_fuel() -> wasmtime::Result<Engine> {
+    let mut config = config()?;
+    config.consume_fuel(true);
+    Engine::new(&config)
 }
 
 /// This host's target triple, as `[precompile] targets` spells it
@@ -142,6 +161,23 @@ mod tests {
         assert_eq!(settings_of(&x86), settings_of(&again));
         assert_ne!(settings_of(&x86), settings_of(&arm));
         assert!(settings_of(&x86).starts_with("cranelift opt-level=speed; compat sha256:"));
+    }
+
+    #[test]
+    fn epoch_checks_are_part_of_the_settings() {
+        // Why precompile's engine must have them too: without, its artifacts would not
+        // match `run`'s engine.
+        let mut without = config().unwrap();
+        without.epoch_interruption(false);
+        let without = Engine::new(&without).unwrap();
+        assert_ne!(settings_of(&without), settings_of(&host_engine().unwrap()));
+    }
+
+    #[test]
+    fn fuel_metering_is_other_settings() {
+        let plain = host_engine().unwrap();
+        let metered = host_engine_with_fuel().unwrap();
+        assert_ne!(settings_of(&plain), settings_of(&metered));
     }
 
     #[test]

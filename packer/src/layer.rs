@@ -646,6 +646,11 @@ pub fn unpack_layer(layer_gz: &[u8], dest: &Path) -> Result<(), PackError> {
         };
         let parent = safe_parent(dest, parents, &name)?;
         if let Some(hidden) = last.strip_prefix(".wh.") {
+            // `.wh..` and `.wh...` would delete the folder itself or the one above it: the
+            // root's parent, for an entry at the top.
+            if hidden == "." || hidden == ".." {
+                return Err(refuse(format!("a whiteout of {hidden:?} is not allowed")));
+            }
             if hidden == ".wh..opq" {
                 for child in fs::read_dir(&parent).map_err(unpack_err(&parent))? {
                     let child = child.map_err(unpack_err(&parent))?;
@@ -946,5 +951,89 @@ mod tests {
         assert!(check_link_target("/etc", 3).is_err());
         assert!(check_link_target("a/../../x", 5).is_err());
         assert!(check_link_target("", 0).is_err());
+    }
+
+    /// A gzip'd tar of `(name, kind, link)` entries, names written as they are.
+    fn raw_layer(entries: &[(&str, EntryType, Option<&str>)]) -> Vec<u8> {
+        let mut tar = Vec::new();
+        for (name, kind, link) in entries {
+            let mut header = Header::new_ustar();
+            set_raw(&mut header.as_old_mut().name, name);
+            if let Some(link) = link {
+                set_raw(&mut header.as_old_mut().linkname, link);
+            }
+            header.set_entry_type(*kind);
+            header.set_mode(0o644);
+            header.set_size(0);
+            header.set_cksum();
+            tar.extend_from_slice(header.as_bytes());
+        }
+        tar.extend_from_slice(&[0; 2 * BLOCK as usize]);
+        let mut gz = GzBuilder::new().write(Vec::new(), Compression::fast());
+        gz.write_all(&tar).unwrap();
+        gz.finish().unwrap()
+    }
+
+    #[test]
+    fn whiteouts_of_dot_and_dot_dot_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        // The root's neighbours: what `.wh...` at the top would have deleted.
+        let neighbour = tmp.path().join("other-root");
+        fs::create_dir(&neighbour).unwrap();
+        fs::write(neighbour.join("kept"), b"kept").unwrap();
+        let root = tmp.path().join("root");
+        let cases = [
+            (".wh...", vec![(".wh...", EntryType::Regular, None)]),
+            (
+                "a/.wh...",
+                vec![
+                    ("a/", EntryType::Directory, None),
+                    ("a/keep", EntryType::Regular, None),
+                    ("a/.wh...", EntryType::Regular, None),
+                ],
+            ),
+            (
+                "a/.wh..",
+                vec![
+                    ("a/", EntryType::Directory, None),
+                    ("a/keep", EntryType::Regular, None),
+                    ("a/.wh..", EntryType::Regular, None),
+                ],
+            ),
+        ];
+        for (bad, entries) in cases {
+            let err = unpack_layer(&raw_layer(&entries), &root).unwrap_err();
+            assert!(
+                matches!(&err, PackError::UnsafeEntry { entry, .. } if entry == bad),
+                "{bad}: {err}"
+            );
+            assert!(err.to_string().contains("whiteout"), "{err}");
+            assert_eq!(fs::read(neighbour.join("kept")).unwrap(), b"kept");
+            assert!(root.is_dir());
+            if entries.len() > 1 {
+                assert!(root.join("a/keep").is_file(), "{bad} deleted a/");
+            }
+        }
+    }
+
+    #[test]
+    fn other_whiteouts_still_delete_what_they_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        let layer = raw_layer(&[
+            ("a/", EntryType::Directory, None),
+            ("a/gone", EntryType::Regular, None),
+            ("a/kept", EntryType::Regular, None),
+            ("a/.wh.gone", EntryType::Regular, None),
+            ("b/", EntryType::Directory, None),
+            ("b/old", EntryType::Regular, None),
+            ("b/.wh..wh..opq", EntryType::Regular, None),
+            ("b/new", EntryType::Regular, None),
+        ]);
+        unpack_layer(&layer, &root).unwrap();
+        assert!(!root.join("a/gone").exists());
+        assert!(root.join("a/kept").is_file());
+        assert!(!root.join("b/old").exists());
+        assert!(root.join("b/new").is_file());
     }
 }

@@ -273,11 +273,15 @@ impl Store {
         let _lock = self.lock()?;
         // Layers and configs before the manifests that name them, the image before its
         // referrers.
+        let mut wrote = false;
         for blob in blobs() {
-            self.write_blob(&blob.digest, &blob.bytes)?;
+            wrote |= self.write_blob(&blob.digest, &blob.bytes)?;
         }
-        sync_dir(&self.blobs_dir()).map_err(io_err("sync", &self.blobs_dir()))?;
+        if wrote {
+            sync_dir(&self.blobs_dir()).map_err(io_err("sync", &self.blobs_dir()))?;
+        }
         let mut index = self.read_index()?;
+        let before = index.clone();
         let mut garbage = set_refs(&mut index, &descriptor, refs);
         if !artifact_type.is_empty() {
             let new: BTreeSet<Digest> = referrers.iter().map(|r| *r.digest()).collect();
@@ -301,7 +305,10 @@ impl Store {
         }
         garbage |= prune_orphans(&mut index);
         sort_entries(&mut index);
-        self.write_index(&index)?;
+        // A rebuild that changed nothing leaves index.json (and its fsyncs) alone.
+        if index != before {
+            self.write_index(&index)?;
+        }
         if garbage {
             let _ = self.gc_locked(&index);
         }
@@ -698,13 +705,15 @@ impl Store {
         )
     }
 
-    /// Writes a blob unless a file of that name and size is already there.
-    pub(crate) fn write_blob(&self, digest: &Digest, bytes: &[u8]) -> Result<(), StoreError> {
+    /// Writes a blob unless a file of that name and size is already there; says whether
+    /// it wrote one.
+    pub(crate) fn write_blob(&self, digest: &Digest, bytes: &[u8]) -> Result<bool, StoreError> {
         let path = self.blob_path(digest);
         if fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64) {
-            return Ok(());
+            return Ok(false);
         }
-        self.write_atomic(&self.blobs_dir(), &path, bytes)
+        self.write_atomic(&self.blobs_dir(), &path, bytes)?;
+        Ok(true)
     }
 
     /// Temp file in `dir` (on the same file system), synced, renamed to `path`.

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use wasmbuild_builder::ModuleInfo;
+use wasmbuild_packer::image::{annotation, media_type};
 
 use crate::cli::GlobalArgs;
 
@@ -61,25 +62,36 @@ pub fn run(args: Args, _global: &GlobalArgs) -> Result<ExitCode> {
     let config = store.config(&manifest)?;
 
     let entrypoint = config.config.and_then(|c| c.entrypoint).unwrap_or_default();
-    let module = match entrypoint.first() {
-        Some(path) => {
+    // An image's module is its Entrypoint, found in the layers; a Wasm artifact's is its
+    // one `application/wasm` layer, named by its title.
+    let wasm_layer = manifest
+        .layers
+        .iter()
+        .find(|l| l.media_type == media_type::WASM_LAYER);
+    let found = match (wasm_layer, entrypoint.first()) {
+        (Some(layer), _) => {
+            let title = layer.annotations.get(annotation::TITLE);
+            let path = title.map_or_else(|| layer.digest.to_string(), |t| format!("/{t}"));
+            Some((path, store.read_descriptor(layer)?))
+        }
+        (None, Some(path)) => {
             let mut found = None;
             for layer in &manifest.layers {
                 let blob = store.read_blob(&layer.digest)?;
                 if let Some(bytes) = wasmbuild_packer::find_file(&blob, path)? {
-                    found = Some(bytes);
+                    found = Some((path.to_owned(), bytes));
                 }
             }
-            match found {
-                Some(bytes) => Some(Module {
-                    path: path.to_owned(),
-                    info: wasmbuild_builder::inspect_module(&bytes).with_context(|| {
-                        format!("the module {path} in {reference} is not valid")
-                    })?,
-                }),
-                None => None,
-            }
+            found
         }
+        (None, None) => None,
+    };
+    let module = match found {
+        Some((path, bytes)) => Some(Module {
+            info: wasmbuild_builder::inspect_module(&bytes)
+                .with_context(|| format!("the module {path} in {reference} is not valid"))?,
+            path,
+        }),
         None => None,
     };
     let artifacts = super::run::precompiled_artifacts(&store, &descriptor)?;

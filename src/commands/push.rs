@@ -1,12 +1,14 @@
 //! `wasmbuild push REF`: an image of the local store, with its precompiled artifacts, to
 //! its registry.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
+use wasmbuild_packer::image::media_type;
 use wasmbuild_packer::registry::{self, PushReport};
-use wasmbuild_packer::{Reference, Store};
+use wasmbuild_packer::{Descriptor, Digest, Reference, Store};
 
 use super::registry::{Connection, Output};
 use crate::cli::GlobalArgs;
@@ -67,31 +69,93 @@ pub fn push_one(
     let descriptor = store.resolve(reference)?;
     let credential = super::registry::credential(&reference.registry, explicit)?;
     let options = connection.options()?;
+    let sources = mount_sources(store, reference)?;
     let mut on_event = super::registry::reporter(terminal, "push");
-    let report = registry::push(
+    let report = registry::push_with_mounts(
         store,
         &descriptor,
         reference,
         &credential,
         &options,
+        &|digest| {
+            sources
+                .get(digest)
+                .map(|repositories| repositories.iter().cloned().collect())
+                .unwrap_or_default()
+        },
         &mut on_event,
     )
     .with_context(|| format!("cannot push {reference}"))?;
+    let count = |outcome| report.blobs.iter().filter(|b| b.outcome == outcome).count();
+    let mounted = count(registry::BlobOutcome::Mounted);
     terminal.say(&format!(
-        "pushed {} ({} uploaded, {} blob(s) already there{})",
+        "pushed {} ({} uploaded, {} blob(s) already there{}{})",
         report.reference,
         super::build::human_size(report.uploaded_bytes),
-        report
-            .blobs
-            .iter()
-            .filter(|b| b.outcome != registry::BlobOutcome::Uploaded)
-            .count(),
+        count(registry::BlobOutcome::Existed),
+        match mounted {
+            0 => String::new(),
+            n => format!(", {n} mounted"),
+        },
         match report.referrers.len() {
             0 => String::new(),
             n => format!(", {n} precompiled artifact(s)"),
         }
     ));
     Ok(report)
+}
+
+/// For each blob of an image the store names under another repository of `target`'s
+/// registry, those repositories: where the registry may already hold the blob, to mount it
+/// from rather than send it. Each manifest is read once; one that cannot be read offers
+/// nothing (it is not the image being pushed).
+fn mount_sources(store: &Store, target: &Reference) -> Result<BTreeMap<Digest, BTreeSet<String>>> {
+    let mut sources: BTreeMap<Digest, BTreeSet<String>> = BTreeMap::new();
+    let mut blobs_by_manifest: BTreeMap<Digest, Vec<Digest>> = BTreeMap::new();
+    for image in store.list()? {
+        let reference = &image.reference;
+        if reference.registry != target.registry || reference.repository == target.repository {
+            continue;
+        }
+        let blobs = blobs_by_manifest
+            .entry(image.manifest.digest)
+            .or_insert_with(|| image_blobs(store, &image.manifest));
+        for digest in blobs.iter() {
+            sources
+                .entry(*digest)
+                .or_default()
+                .insert(reference.repository.clone());
+        }
+    }
+    Ok(sources)
+}
+
+/// The config and layers of the manifest `descriptor` names (of each of its manifests,
+/// for an index), and of their precompiled referrers: what the registry holds if the
+/// image was pushed.
+fn image_blobs(store: &Store, descriptor: &Descriptor) -> Vec<Digest> {
+    let mut manifests = vec![descriptor.clone()];
+    if media_type::is_index(&descriptor.media_type) {
+        manifests.extend(
+            store
+                .image_index(descriptor)
+                .map(|index| index.manifests)
+                .unwrap_or_default(),
+        );
+    }
+    let mut blobs = Vec::new();
+    for manifest in &manifests {
+        let referrers = store.referrers(&manifest.digest).unwrap_or_default();
+        let own = store.manifest(manifest).ok();
+        for manifest in own.iter().chain(referrers.iter().map(|(_, m)| m)) {
+            blobs.extend(
+                std::iter::once(&manifest.config)
+                    .chain(&manifest.layers)
+                    .map(|blob| blob.digest),
+            );
+        }
+    }
+    blobs
 }
 
 impl Pushed {

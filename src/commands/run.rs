@@ -1,4 +1,7 @@
-//! `wasmbuild run REF [ARGS...]`: the image's module on the embedded wasmtime, WASI preview 1.
+//! `wasmbuild run REF [ARGS...]`: the image's module on the embedded wasmtime, WASI preview 1,
+//! started the way `docker run` starts a container (see [`process`]): the image's files
+//! read-only at `/`, `-v` folders beside them ([`volumes`]), stdin only with `-i`, and the
+//! limits `--memory`, `--timeout` and `--fuel` ([`limits`]).
 //!
 //! A precompiled artifact of the image made for this host by this wasmtime with the same
 //! engine settings is loaded instead of compiling the module; any other is passed over with
@@ -7,19 +10,26 @@
 //! What one run unpacked, compiled or verified, later runs reuse from the cache (see
 //! [`cache`]), so a run after the first does no work in proportion to the module's size.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use wasmbuild_builder::Cache;
 use wasmbuild_packer::{Descriptor, PrecompiledInfo, Reference};
-use wasmtime::{Engine, Linker, Module, Store};
+use wasmtime::{Engine, Linker, Module, Store, Trap, WasmBacktrace};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use crate::cli::GlobalArgs;
 
 mod cache;
+mod limits;
+mod net;
+mod process;
+mod volumes;
+
+use limits::{Limits, MemoryLimiter, MemorySize, Timeout, Watchdog};
+use volumes::Volume;
 
 #[derive(Debug, clap::Args)]
 #[command(trailing_var_arg = true)]
@@ -27,6 +37,42 @@ pub struct Args {
     /// Set an environment variable in the guest (NAME=VALUE, or NAME to pass the host's)
     #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
     pub env: Vec<String>,
+    /// Read environment variables from a file of NAME=VALUE lines (before any -e)
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
+    /// Pass stdin to the guest (without it, the guest reads an empty stdin)
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Share a host folder with the guest at GUEST, read-write, or read-only with `:ro`
+    #[arg(short = 'v', long = "volume", value_name = "HOST:GUEST[:ro]")]
+    pub volumes: Vec<Volume>,
+    /// Listen on a host TCP port (on 127.0.0.1 unless HOST_IP says) and hand the socket to
+    /// the guest to accept connections on: fd 3 + the number of preopened folders, given
+    /// in LISTEN_FDS and LISTEN_FDS_START
+    #[arg(
+        short = 'p',
+        long = "publish",
+        value_name = "[HOST_IP:]HOST_PORT[:GUEST_FD]"
+    )]
+    pub publish: Vec<net::Publish>,
+    /// The guest's working directory, instead of the image's WorkingDir (the guest sees it
+    /// as PWD)
+    #[arg(short = 'w', long, value_name = "DIR", value_parser = absolute_dir)]
+    pub workdir: Option<String>,
+    /// Run this module of the image instead of its Entrypoint (the image's Cmd is dropped
+    /// too; ARGS still apply)
+    #[arg(long, value_name = "PATH")]
+    pub entrypoint: Option<String>,
+    /// Cap the guest's memory (64m: 64 MiB; units b, k, m, g); growing past it fails
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<MemorySize>,
+    /// Stop the guest after this long (30s; units ms, s, m, h), with exit status 124
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<Timeout>,
+    /// Stop the guest when it has used this much fuel (about one unit per wasm
+    /// instruction), with exit status 152; the module is compiled to count it
+    #[arg(long, value_name = "N")]
+    pub fuel: Option<u64>,
     /// Neither use nor keep the unpacked image, the compiled module or what was verified
     /// (all kept in $WASMBUILD_HOME/cache otherwise)
     #[arg(long)]
@@ -60,11 +106,43 @@ pub enum PullPolicy {
     Never,
 }
 
+/// `-w`: absolute, as Docker requires.
+fn absolute_dir(dir: &str) -> Result<String, String> {
+    if dir.starts_with('/') {
+        Ok(dir.to_owned())
+    } else {
+        Err(format!(
+            "the working directory `{dir}` must be an absolute path"
+        ))
+    }
+}
+
 /// Exit status for a guest that trapped, as a process killed by SIGABRT would report.
 const TRAP_EXIT: u8 = 134;
 
 pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode> {
     let reference = super::reference(&args.reference)?;
+    // What the flags name on the host is checked before any work.
+    let host_env = |name: &str| std::env::var(name).ok();
+    let env_files = args
+        .env_files
+        .iter()
+        .map(|path| process::env_file(path, host_env))
+        .collect::<Result<Vec<_>>>()?;
+    volumes::check_distinct(&args.volumes)?;
+    let volumes = args
+        .volumes
+        .iter()
+        .map(|volume| Ok((volume, volume.host_dir()?)))
+        .collect::<Result<Vec<_>>>()?;
+    // The image's root and each -v come before the sockets.
+    let listeners = net::Listeners::bind(&args.publish, 1 + volumes.len() as u32)?;
+    let limits = Limits {
+        memory: args.memory.clone(),
+        timeout: args.timeout.clone(),
+        fuel: args.fuel,
+    };
+
     let store = crate::home::store()?;
     let cache = if args.no_cache {
         Cache::disabled()
@@ -74,17 +152,66 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode> {
     let descriptor = resolve(&store, &reference, &args, global)?;
     let manifest = store.manifest(&descriptor)?;
     let config = store.config(&manifest)?.config.unwrap_or_default();
-    let entrypoint = config.entrypoint.unwrap_or_default();
+    let image_entrypoint = config.entrypoint.unwrap_or_default();
+    let image_cmd = config.cmd.unwrap_or_default();
 
-    let Some(module_path) = entrypoint.first() else {
-        bail!("{reference} has no Entrypoint: nothing to run");
+    let argv = process::argv(
+        &image_entrypoint,
+        &image_cmd,
+        args.entrypoint.as_deref(),
+        &args.args,
+    );
+    let Some(module_path) = argv.first().cloned() else {
+        if args.entrypoint.is_some() {
+            bail!("--entrypoint \"\" and no arguments: nothing to run");
+        }
+        bail!("{reference} has neither Entrypoint nor Cmd: nothing to run");
     };
+    let module_file = module_in_image(&module_path)?;
+    let image_env = config.env.unwrap_or_default();
+    let env = process::environment(
+        &process::EnvSources {
+            image: &image_env,
+            image_workdir: config.working_dir.as_deref(),
+            workdir: args.workdir.as_deref(),
+            files: &env_files,
+            flags: &args.env,
+        },
+        host_env,
+    )?;
+    // The image's precompiled artifacts are of the module its own command runs, made by an
+    // engine that counts no fuel.
+    let image_module = process::argv(&image_entrypoint, &image_cmd, None, &[])
+        .into_iter()
+        .next();
+    let precompiled_applies = if limits.fuel.is_some() {
+        debug("--fuel: compiling the module to count fuel");
+        false
+    } else if image_module
+        .as_deref()
+        .and_then(|m| module_in_image(m).ok())
+        != Some(module_file.clone())
+    {
+        debug(&format!(
+            "running {module_path}, not the image's own module: its precompiled artifacts do not apply"
+        ));
+        false
+    } else {
+        true
+    };
+
     // The engine and the module it loads; the precompiled artifact, when there is one.
     let load = || -> Result<(Engine, HostEngine, Option<Module>)> {
-        let engine = wasmbuild_builder::engine::host_engine()
-            .map_err(anyhow::Error::from)
-            .context("cannot set up wasmtime for this host")?;
+        let engine = match limits.fuel {
+            Some(_) => wasmbuild_builder::engine::host_engine_with_fuel(),
+            None => wasmbuild_builder::engine::host_engine(),
+        }
+        .map_err(anyhow::Error::from)
+        .context("cannot set up wasmtime for this host")?;
         let host = HostEngine::of(&engine);
+        if !precompiled_applies {
+            return Ok((engine, host, None));
+        }
         let module = precompiled(
             &store,
             &cache,
@@ -118,39 +245,43 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode> {
     let root = root?;
     let (engine, host, precompiled) = loaded?;
 
-    // Docker's rule: arguments after the image replace Cmd; Entrypoint stays.
-    let cmd = if args.args.is_empty() {
-        config.cmd.unwrap_or_default()
-    } else {
-        args.args.clone()
-    };
-    let argv: Vec<String> = entrypoint.iter().cloned().chain(cmd).collect();
-
+    // The guest's WASI context: its argv and environment, stdio, and the folders it sees.
     let mut wasi = WasiCtxBuilder::new();
-    wasi.inherit_stdio().args(&argv);
-    // WASI preview 1 has no working directory: a guest starts at `/`. Go's runtime and
-    // programs that honour PWD start in WorkingDir when PWD names it.
-    let mut image_env = config.env.unwrap_or_default();
-    if let Some(workdir) = config.working_dir.filter(|w| w != "/" && !w.is_empty())
-        && !image_env.iter().any(|e| e.starts_with("PWD="))
-    {
-        image_env.push(format!("PWD={workdir}"));
+    wasi.inherit_stdout().inherit_stderr().args(&argv);
+    // Without -i the guest reads an empty stdin, as with `docker run` without -i.
+    if args.interactive {
+        wasi.inherit_stdin();
     }
-    for (name, value) in environment(&image_env, &args.env) {
+    for (name, value) in &env {
         wasi.env(name, value);
     }
     wasi.preopened_dir(root.path(), "/", FsPerms::ReadOnly)
         .map_err(|e| anyhow::anyhow!("cannot open the image's files for the guest: {e}"))?;
+    for (volume, host_dir) in &volumes {
+        let perms = if volume.read_only {
+            FsPerms::ReadOnly
+        } else {
+            FsPerms::ReadWrite
+        };
+        wasi.preopened_dir(host_dir, &volume.guest, perms)
+            .map_err(|e| {
+                anyhow::anyhow!("cannot share {} with the guest: {e}", host_dir.display())
+            })?;
+    }
+    listeners.preopen(&mut wasi, root.path())?;
     let wasi = wasi.build_p1();
 
-    let compiled_key = cache::compiled_key(&root_key, module_path, &host);
+    let compiled_key = cache::compiled_key(&root_key, &module_path, &host);
     let (module, compiled_now) = match precompiled {
         Some(module) => (module, false),
         None => match cache::compiled_module(&cache, &compiled_key, &engine) {
             Some(module) => (module, false),
             None => {
                 debug(&format!("compiling {module_path}"));
-                let host_module = root.path().join(module_path.trim_start_matches('/'));
+                let host_module = root.path().join(&module_file);
+                if !host_module.is_file() {
+                    bail!("{reference} has no module at {module_path}");
+                }
                 let module = Module::from_file(&engine, &host_module)
                     .map_err(anyhow::Error::from)
                     .with_context(|| format!("cannot compile {module_path} from {reference}"))?;
@@ -163,7 +294,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode> {
         let (cache, key, module) = (cache.clone(), compiled_key.clone(), module.clone());
         std::thread::spawn(move || cache::keep_compiled(&cache, &key, &module))
     });
-    let outcome = start(&engine, &module, wasi, module_path);
+    let outcome = start(&engine, &module, wasi, &module_path, &limits, &listeners);
     if let Some(keeping) = keeping {
         let kept = keeping
             .join()
@@ -174,6 +305,23 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode> {
     }
     drop(root);
     outcome
+}
+
+/// Where the module at `module_path` (absolute, or relative to the image's root) is in the
+/// unpacked image; a path that climbs out of it with `..` is an error.
+fn module_in_image(module_path: &str) -> Result<PathBuf> {
+    let mut file = PathBuf::new();
+    for part in module_path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => bail!("{module_path} is not a path inside the image (it has `..`)"),
+            part => file.push(part),
+        }
+    }
+    if file.as_os_str().is_empty() {
+        bail!("`{module_path}` names no module");
+    }
+    Ok(file)
 }
 
 /// The image `reference` names, pulled first as `--pull` says.
@@ -208,29 +356,155 @@ fn resolve(
     Ok(store.resolve(&report.reference)?)
 }
 
-/// Instantiates `module` with WASI and runs its `_start`; the guest's exit code is ours.
-fn start(engine: &Engine, module: &Module, wasi: WasiP1Ctx, module_path: &str) -> Result<ExitCode> {
-    let mut linker: Linker<WasiP1Ctx> = Linker::new(engine);
-    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |cx| cx)?;
-    let mut wasm_store = Store::new(engine, wasi);
-    let instance = linker
-        .instantiate(&mut wasm_store, module)
-        .map_err(anyhow::Error::from)
-        .with_context(|| format!("cannot instantiate {module_path}"))?;
-    let start = instance
-        .get_typed_func::<(), ()>(&mut wasm_store, "_start")
-        .map_err(anyhow::Error::from)
-        .with_context(|| format!("{module_path} has no `_start` function"))?;
-    match start.call(&mut wasm_store, ()) {
-        Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(error) => match error.downcast_ref::<I32Exit>() {
-            Some(I32Exit(code)) => Ok(ExitCode::from(*code as u8)),
-            None => {
-                eprintln!("error: {module_path} trapped: {error:?}");
-                Ok(ExitCode::from(TRAP_EXIT))
+/// What the guest's store holds: its WASI context, and the limiter that enforces
+/// `--memory`.
+struct Guest {
+    wasi: WasiP1Ctx,
+    limiter: MemoryLimiter,
+}
+
+/// An epoch deadline no run reaches: without `--timeout` nothing advances the epoch, and
+/// the engine's code checks it all the same.
+const NO_DEADLINE: u64 = u64::MAX / 2;
+
+/// Instantiates `module` with WASI and runs its `_start` within `limits`; the guest's exit
+/// code is ours. How a guest that did not exit ended is said on stderr: a trap with its
+/// wasm backtrace (134), `--timeout` (124), `--fuel` (152), and, for a guest that failed
+/// after `--memory` refused it memory, that limit.
+fn start(
+    engine: &Engine,
+    module: &Module,
+    wasi: WasiP1Ctx,
+    module_path: &str,
+    limits: &Limits,
+    listeners: &net::Listeners,
+) -> Result<ExitCode> {
+    let mut linker: Linker<Guest> = Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |guest: &mut Guest| &mut guest.wasi)?;
+    listeners.add_to_linker(&mut linker, module, |guest: &mut Guest| &mut guest.wasi)?;
+    let guest = Guest {
+        wasi,
+        limiter: MemoryLimiter::new(limits.memory.as_ref()),
+    };
+    let mut wasm_store = Store::new(engine, guest);
+    wasm_store.limiter(|guest| &mut guest.limiter);
+    if let Some(fuel) = limits.fuel {
+        wasm_store.set_fuel(fuel)?;
+    }
+    // The watchdog advances the epoch once, at the deadline.
+    wasm_store.set_epoch_deadline(if limits.timeout.is_some() {
+        1
+    } else {
+        NO_DEADLINE
+    });
+    let watchdog = limits
+        .timeout
+        .as_ref()
+        .map(|timeout| Watchdog::start(engine, timeout));
+    let result = match linker.instantiate(&mut wasm_store, module) {
+        Ok(instance) => match instance.get_typed_func::<(), ()>(&mut wasm_store, "_start") {
+            Ok(start) => start.call(&mut wasm_store, ()),
+            Err(error) => {
+                return Err(anyhow::Error::from(error)
+                    .context(format!("{module_path} has no `_start` function")));
             }
         },
+        // A trap in the module's start function is the guest's doing, as one in `_start` is.
+        Err(error) if error.is::<Trap>() || error.is::<I32Exit>() => Err(error),
+        Err(error) => {
+            let error =
+                anyhow::Error::from(error).context(format!("cannot instantiate {module_path}"));
+            return Err(match refused_memory(&wasm_store, limits) {
+                Some(memory) => error.context(limits::memory_message(memory)),
+                None => error,
+            });
+        }
+    };
+    // From here on, `run` says how the guest ended, not the watchdog.
+    drop(watchdog);
+    match result {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(error) => Ok(ended(
+            &error,
+            module_path,
+            limits,
+            refused_memory(&wasm_store, limits),
+        )),
     }
+}
+
+/// The exit status of a guest that exited or failed with `error`, after saying on stderr
+/// how it ended when that was not its own exit.
+fn ended(
+    error: &wasmtime::Error,
+    module_path: &str,
+    limits: &Limits,
+    refused: Option<&MemorySize>,
+) -> ExitCode {
+    if let Some(I32Exit(code)) = error.downcast_ref::<I32Exit>() {
+        if *code != 0
+            && let Some(memory) = refused
+        {
+            eprintln!("error: {}", limits::memory_message(memory));
+        }
+        // WASI preview 1 exit statuses are below 126 (wasmtime refuses others).
+        return ExitCode::from(u8::try_from(*code).unwrap_or(1));
+    }
+    match (error.downcast_ref::<Trap>(), &limits.timeout, limits.fuel) {
+        (Some(Trap::Interrupt), Some(timeout), _) => {
+            eprintln!("error: {}", limits::timeout_message(timeout));
+            ExitCode::from(limits::TIMEOUT_EXIT)
+        }
+        (Some(Trap::OutOfFuel), _, Some(fuel)) => {
+            eprintln!("error: {}", limits::fuel_message(fuel));
+            ExitCode::from(limits::OUT_OF_FUEL_EXIT)
+        }
+        (trap, _, _) => {
+            // A trap, or a host function's error (an exit status WASI does not allow).
+            let what = match trap {
+                Some(trap) => {
+                    let trap = trap.to_string();
+                    let trap = trap.strip_prefix("wasm trap: ").unwrap_or(&trap);
+                    format!("{module_path} trapped: {trap}")
+                }
+                None => format!("{module_path} failed: {}", error.root_cause()),
+            };
+            let mut message = match refused {
+                Some(memory) => format!(
+                    "error: {}\n  caused by: {what}",
+                    limits::memory_message(memory)
+                ),
+                None => format!("error: {what}"),
+            };
+            if let Some(backtrace) = error.downcast_ref::<WasmBacktrace>() {
+                message.push_str(&backtrace_text(backtrace));
+            }
+            eprintln!("{message}");
+            ExitCode::from(TRAP_EXIT)
+        }
+    }
+}
+
+/// `--memory`, when it refused the guest memory.
+fn refused_memory<'a>(store: &Store<Guest>, limits: &'a Limits) -> Option<&'a MemorySize> {
+    limits
+        .memory
+        .as_ref()
+        .filter(|_| store.data().limiter.refused())
+}
+
+/// The frames of a wasm backtrace, innermost first, each with its function's name from the
+/// module's name section (and file and line where the module kept DWARF), under a
+/// `wasm backtrace:` line.
+fn backtrace_text(backtrace: &WasmBacktrace) -> String {
+    // wasmtime's own rendering (it demangles names and lists inlined frames), without its
+    // first line, which frames it as an error of its own.
+    let rendered = backtrace.to_string();
+    let frames = rendered.split_once('\n').map_or("", |(_, frames)| frames);
+    if frames.trim().is_empty() {
+        return String::new();
+    }
+    format!("\nwasm backtrace:\n{frames}")
 }
 
 /// What a precompiled artifact must match to load into this host's engine.
@@ -404,29 +678,4 @@ fn debug(line: &str) {
     if std::env::var_os("WASMBUILD_LOG").is_some_and(|v| v == "debug") {
         eprintln!("debug: {line}");
     }
-}
-
-/// The image's `Env`, then `-e` on top, the way Docker merges them.
-fn environment(image: &[String], flags: &[String]) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = Vec::new();
-    let mut set = |name: String, value: String| {
-        env.retain(|(n, _)| *n != name);
-        env.push((name, value));
-    };
-    for entry in image {
-        if let Some((name, value)) = entry.split_once('=') {
-            set(name.to_owned(), value.to_owned());
-        }
-    }
-    for flag in flags {
-        match flag.split_once('=') {
-            Some((name, value)) => set(name.to_owned(), value.to_owned()),
-            None => {
-                if let Ok(value) = std::env::var(flag) {
-                    set(flag.clone(), value);
-                }
-            }
-        }
-    }
-    env
 }

@@ -35,11 +35,11 @@ fn build(home: &Home, dir: &Path, file: Option<&str>, tag: &str) -> String {
     stderr(&output)
 }
 
-/// `wasmbuild run REF ARGS...` with `input` on stdin.
+/// `wasmbuild run -i REF ARGS...` with `input` on stdin.
 fn run(home: &Home, args: &[&str], input: &str) -> Output {
     let mut child = home
         .cmd()
-        .arg("run")
+        .args(["run", "-i"])
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

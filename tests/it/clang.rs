@@ -508,7 +508,7 @@ fn bzip2_from_a_crates_vendored_sources_passes_its_own_tests() {
     ] {
         let output = home
             .cmd()
-            .args(["run", "bzip2"])
+            .args(["run", "-i", "bzip2"])
             .args(args)
             .stdin(std::fs::File::open(context.join(input)).unwrap())
             .output()
@@ -529,7 +529,7 @@ fn bzip2_from_a_crates_vendored_sources_passes_its_own_tests() {
     // A damaged stream is an error with bzip2's own message and exit code.
     let output = home
         .cmd()
-        .args(["run", "bzip2", "-d"])
+        .args(["run", "-i", "bzip2", "-d"])
         .stdin(std::fs::File::open(context.join("sample1.ref")).unwrap())
         .output()
         .unwrap();

@@ -561,8 +561,11 @@ fn gofmt_from_gos_own_source_tree_formats_like_the_native_one() {
         "{line}"
     );
 
-    // Its own source, unindented, on stdin (`run` passes stdin through).
-    let ours = run_with_stdin(home.cmd().args(["run", "gofmt"]), own_source.as_bytes());
+    // Its own source, unindented, on stdin (`run -i` passes stdin through).
+    let ours = run_with_stdin(
+        home.cmd().args(["run", "-i", "gofmt"]),
+        own_source.as_bytes(),
+    );
     let theirs = run_with_stdin(&mut Command::new(&native), own_source.as_bytes());
     assert!(ours.status.success(), "{}", stderr(&ours));
     assert!(theirs.status.success(), "{}", stderr(&theirs));

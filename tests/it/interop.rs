@@ -3,20 +3,7 @@
 
 use std::process::Command;
 
-use crate::support::{Home, digest_of, repo, require, stderr, stdout};
-
-fn skopeo(args: &[&str]) -> String {
-    let output = Command::new(require("skopeo"))
-        .args(args)
-        .output()
-        .expect("run skopeo");
-    assert!(
-        output.status.success(),
-        "skopeo {args:?} failed:\n{}",
-        stderr(&output)
-    );
-    stdout(&output)
-}
+use crate::support::{Home, digest_of, repo, require, skopeo, stderr, stdout};
 
 #[test]
 fn skopeo_reads_the_store_and_copies_the_image() {

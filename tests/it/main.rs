@@ -10,6 +10,7 @@ mod clang;
 mod containerd;
 mod dockerfile;
 mod go;
+mod hostile;
 mod interop;
 mod optimize;
 mod precompile;

@@ -1,33 +1,19 @@
 //! Push and pull against the real registries `scripts/test` starts (Debian's
 //! docker-registry, one without auth and one with htpasswd), read back by skopeo.
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::proxy::{FOREVER, Fault, FaultProxy, Match};
 use crate::support::{
-    Home, digest_of, require, require_auth_registry, require_registry, sha256_digest, stderr,
+    Home, digest_of, require_auth_registry, require_registry, sha256_digest, skopeo, stderr,
     stdout, unique_repo,
 };
 
 /// A repository no other test uses, on `registry`.
 fn repository(registry: &str, name: &str) -> String {
     format!("{registry}/{}", unique_repo(name))
-}
-
-fn skopeo(args: &[&str]) -> String {
-    let output = Command::new(require("skopeo"))
-        .args(args)
-        .output()
-        .expect("run skopeo");
-    assert!(
-        output.status.success(),
-        "skopeo {args:?} failed:\n{}",
-        stderr(&output)
-    );
-    stdout(&output)
 }
 
 /// Runs `wasmbuild` with `args` and `stdin`, returning the output whatever the status.
@@ -257,6 +243,9 @@ fn the_wasm_artifact_format_pushes_and_pulls() {
     let (pulled, local) = (inspect(&empty), inspect(&home));
     assert_eq!(pulled["manifest"], local["manifest"]);
     assert_eq!(pulled["config"], local["config"]);
+    // The module is read from the artifact's application/wasm layer.
+    assert_eq!(pulled["module"]["path"], "/hello.wasm", "{pulled}");
+    assert_eq!(pulled["module"], local["module"]);
     let precompiled = pulled["precompiled"].as_array().unwrap();
     assert_eq!(precompiled.len(), 1, "{pulled}");
     assert_eq!(precompiled[0]["usable"], true);
@@ -546,4 +535,67 @@ fn a_push_that_keeps_failing_leaves_the_tag_on_the_previous_image() {
         &format!("docker://{registry}/{path}:1.0"),
     ]);
     assert_eq!(sha256_digest(raw.as_bytes()), first);
+}
+
+#[test]
+fn a_push_mounts_the_blobs_another_repository_of_the_registry_has() {
+    let registry = require_registry();
+    let proxy = FaultProxy::start(&registry);
+    let (path_a, path_b) = (unique_repo("mount-a"), unique_repo("mount-b"));
+    let a = format!("{}/{path_a}:1.0", proxy.addr());
+    let b = format!("{}/{path_b}:1.0", proxy.addr());
+    let home = Home::new();
+    let digest = digest_of(&home.build("hello", &["-t", &a])).to_owned();
+    home.ok(&["tag", &a, &b]);
+
+    let first: Value = serde_json::from_str(&home.ok(&["push", "--json", &a])).unwrap();
+    assert!(first["pushes"][0]["uploadedBytes"].as_u64().unwrap() > 0);
+
+    // B: every blob (the image's and its precompiled artifact's) is mounted from A.
+    proxy.reset_counters();
+    let output = home.run(&["push", "--json", &b]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let second: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let push = &second["pushes"][0];
+    assert_eq!(push["digest"], digest.as_str());
+    assert_eq!(push["uploadedBytes"], 0, "{second}");
+    let blobs = push["blobs"].as_array().unwrap();
+    assert!(
+        blobs.len() >= 3,
+        "config, layer and a precompiled blob: {second}"
+    );
+    for blob in blobs {
+        assert_eq!(blob["outcome"], "mounted", "{second}");
+    }
+    assert!(stderr(&output).contains("mounted"), "{}", stderr(&output));
+    assert_eq!(proxy.uploaded_blob_bytes(), 0, "{:?}", proxy.requests());
+    let requests = proxy.requests();
+    let uploads: Vec<_> = requests.iter().filter(|e| e.is_blob_upload()).collect();
+    assert_eq!(uploads.len(), blobs.len(), "one POST per blob: {uploads:?}");
+    let from = format!("&from={}", path_a.replace('/', "%2F"));
+    for upload in uploads {
+        assert_eq!(upload.method, "POST", "{upload:?}");
+        assert!(
+            upload
+                .path
+                .starts_with(&format!("/v2/{path_b}/blobs/uploads/?mount=sha256%3A")),
+            "{upload:?}"
+        );
+        assert!(upload.path.ends_with(&from), "{upload:?}");
+        assert_eq!(upload.status, Some(201), "{upload:?}");
+    }
+
+    // The registry itself has B, and it pulls into an empty home and runs.
+    let raw = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{registry}/{path_b}:1.0"),
+    ]);
+    assert_eq!(sha256_digest(raw.as_bytes()), digest);
+    let empty = Home::new();
+    let pulled = empty.ok(&["pull", &b]);
+    assert_eq!(pulled.trim(), format!("{b}@{digest}"));
+    let ran = empty.ok(&["run", &b, "mount"]);
+    assert!(ran.contains("Hello from wasmbuild, mount!"), "{ran}");
 }

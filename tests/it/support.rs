@@ -200,3 +200,17 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
         hex.split_whitespace().next().expect("a digest")
     )
 }
+
+/// Runs skopeo (which `scripts/test` installs) and insists it succeeds; returns stdout.
+pub fn skopeo(args: &[&str]) -> String {
+    let output = Command::new(require("skopeo"))
+        .args(args)
+        .output()
+        .expect("run skopeo");
+    assert!(
+        output.status.success(),
+        "skopeo {args:?} failed:\n{}",
+        stderr(&output)
+    );
+    stdout(&output)
+}

@@ -32,11 +32,20 @@ enum Scheme {
     Unknown,
     /// The `Authorization` value to send.
     Basic(Secret),
-    /// Tokens by the scopes they were issued for, and the one in use.
+    /// Tokens by the scopes they were issued for, the one in use, and the token service
+    /// that issued them.
     Bearer {
         tokens: BTreeMap<String, Secret>,
         active: String,
+        realm: String,
+        service: Option<String>,
     },
+}
+
+/// The scopes before [`Client::widen_scopes`], for [`Client::narrow_scopes`].
+pub(crate) struct Narrower {
+    scopes: Vec<String>,
+    active: Option<String>,
 }
 
 impl fmt::Debug for Auth {
@@ -44,7 +53,7 @@ impl fmt::Debug for Auth {
         let scheme = match &self.scheme {
             Scheme::Unknown => "none yet".to_string(),
             Scheme::Basic(_) => "Basic <redacted>".to_string(),
-            Scheme::Bearer { tokens, active } => {
+            Scheme::Bearer { tokens, active, .. } => {
                 format!(
                     "Bearer ({} tokens, <redacted>) for {active:?}",
                     tokens.len()
@@ -73,7 +82,7 @@ impl Auth {
         match &self.scheme {
             Scheme::Unknown => None,
             Scheme::Basic(value) => Some(value.clone()),
-            Scheme::Bearer { tokens, active } => tokens
+            Scheme::Bearer { tokens, active, .. } => tokens
                 .get(active)
                 .map(|token| Secret::new(format!("Bearer {}", token.expose()))),
         }
@@ -93,6 +102,38 @@ impl Auth {
             status,
             credential: CredentialKind::of(&self.credential),
             error,
+        }
+    }
+
+    /// Sends the token already issued for the scopes `key` from now on.
+    fn use_existing(&mut self, key: String) {
+        if let Scheme::Bearer { active, .. } = &mut self.scheme {
+            *active = key;
+        }
+    }
+
+    /// Sends `token`, issued for the scopes `key` by the service at `realm`, from now on.
+    fn use_token(&mut self, key: String, token: Secret, realm: &str, service: Option<&str>) {
+        match &mut self.scheme {
+            Scheme::Bearer {
+                tokens,
+                active,
+                realm: known_realm,
+                service: known_service,
+            } => {
+                tokens.insert(key.clone(), token);
+                *active = key;
+                *known_realm = realm.to_string();
+                *known_service = service.map(str::to_string);
+            }
+            scheme => {
+                *scheme = Scheme::Bearer {
+                    tokens: BTreeMap::from([(key.clone(), token)]),
+                    active: key,
+                    realm: realm.to_string(),
+                    service: service.map(str::to_string),
+                }
+            }
         }
     }
 }
@@ -121,20 +162,9 @@ impl Client<'_> {
                     scopes.push(scope.to_string());
                 }
             }
-            let token = self.fetch_token(realm, bearer.param("service"), &scopes, on_event)?;
-            let key = scopes.join(" ");
-            match &mut self.auth.scheme {
-                Scheme::Bearer { tokens, active } => {
-                    tokens.insert(key.clone(), token);
-                    *active = key;
-                }
-                scheme => {
-                    *scheme = Scheme::Bearer {
-                        tokens: BTreeMap::from([(key.clone(), token)]),
-                        active: key,
-                    }
-                }
-            }
+            let service = bearer.param("service");
+            let token = self.fetch_token(realm, service, &scopes, on_event)?;
+            self.auth.use_token(scopes.join(" "), token, realm, service);
             return Ok(());
         }
         let basic = challenges.iter().any(|c| c.scheme == "basic");
@@ -146,6 +176,62 @@ impl Client<'_> {
                 Ok(())
             }
             _ => Err(self.auth.refused(&self.registry, url, 401, error).into()),
+        }
+    }
+
+    /// Asks for `extra` scopes too (a mount's `repository:<from>:pull`) until
+    /// [`Client::narrow_scopes`]. Where the registry has asked for Bearer tokens, gets one
+    /// for the wider scopes now, since a registry need not challenge a token that lacks a
+    /// scope but may quietly do less with it; fails, with nothing changed, when the token
+    /// service refuses them.
+    pub(crate) fn widen_scopes(
+        &mut self,
+        extra: &[String],
+        on_event: &mut dyn FnMut(&Event),
+    ) -> Result<Narrower, Failure> {
+        let narrower = Narrower {
+            scopes: self.auth.scopes.clone(),
+            active: match &self.auth.scheme {
+                Scheme::Bearer { active, .. } => Some(active.clone()),
+                _ => None,
+            },
+        };
+        let add = |scopes: &mut Vec<String>| {
+            for scope in extra {
+                if !scopes.contains(scope) {
+                    scopes.push(scope.clone());
+                }
+            }
+        };
+        if let Scheme::Bearer {
+            tokens,
+            active,
+            realm,
+            service,
+        } = &self.auth.scheme
+        {
+            let mut scopes: Vec<String> = active.split_whitespace().map(str::to_string).collect();
+            add(&mut scopes);
+            let key = scopes.join(" ");
+            if tokens.contains_key(&key) {
+                self.auth.use_existing(key);
+            } else {
+                let (realm, service) = (realm.clone(), service.clone());
+                let token = self.fetch_token(&realm, service.as_deref(), &scopes, on_event)?;
+                self.auth.use_token(key, token, &realm, service.as_deref());
+            }
+        }
+        add(&mut self.auth.scopes);
+        Ok(narrower)
+    }
+
+    /// Back to the scopes (and token) before [`Client::widen_scopes`].
+    pub(crate) fn narrow_scopes(&mut self, narrower: Narrower) {
+        self.auth.scopes = narrower.scopes;
+        if let (Some(previous), Scheme::Bearer { active, .. }) =
+            (narrower.active, &mut self.auth.scheme)
+        {
+            *active = previous;
         }
     }
 

@@ -178,7 +178,40 @@ pub fn push(
     options: &RegistryOptions,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<PushReport, RegistryError> {
-    push::push(store, source, target, credential, options, on_event)
+    push::push(
+        store,
+        source,
+        target,
+        credential,
+        options,
+        &|_| Vec::new(),
+        on_event,
+    )
+}
+
+/// [`push`], offering the registry to mount each blob it lacks from the repositories (of
+/// the same registry, as `me/app`) that `mount_sources` names for the blob's digest, the
+/// way `docker push` does: a mounted blob is not sent ([`BlobOutcome::Mounted`]). The
+/// token asked for then covers pulling from the source repository too; where the registry
+/// or its token service refuses that, or declines the mount, the blob is uploaded.
+pub fn push_with_mounts(
+    store: &crate::store::Store,
+    source: &Descriptor,
+    target: &Reference,
+    credential: &Credential,
+    options: &RegistryOptions,
+    mount_sources: &dyn Fn(&Digest) -> Vec<String>,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<PushReport, RegistryError> {
+    push::push(
+        store,
+        source,
+        target,
+        credential,
+        options,
+        mount_sources,
+        on_event,
+    )
 }
 
 /// Pulls `source` into `store` under `source` (without its digest), fetching each

@@ -1,6 +1,7 @@
-//! Push: every blob the registry lacks (HEAD, then a monolithic or chunked upload streamed
-//! from the store's file), the manifest last, then the precompiled referrers, listed
-//! through the referrers API or, where the registry has none, the `sha256-<hex>` tag.
+//! Push: every blob the registry lacks (HEAD, then a mount from another repository of the
+//! registry that has it, or a monolithic or chunked upload streamed from the store's file),
+//! the manifest last, then the precompiled referrers, listed through the referrers API or,
+//! where the registry has none, the `sha256-<hex>` tag.
 
 use std::collections::BTreeSet;
 
@@ -15,12 +16,17 @@ use crate::image::{Descriptor, ImageIndex, Manifest, media_type};
 use crate::reference::Reference;
 use crate::store::{Store, StoreError};
 
+/// A blob is mounted from at most this many of the repositories offered for it (as
+/// `docker push` does); then it is uploaded.
+const MAX_MOUNT_SOURCES: usize = 3;
+
 pub(super) fn push(
     store: &Store,
     source: &Descriptor,
     target: &Reference,
     credential: &Credential,
     options: &RegistryOptions,
+    mount_sources: &dyn Fn(&Digest) -> Vec<String>,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<PushReport, RegistryError> {
     if let Some(digest) = target.digest
@@ -37,6 +43,8 @@ pub(super) fn push(
         client: Client::new(&target.registry, credential, options, scopes),
         store,
         repository,
+        mount_sources,
+        refused_sources: BTreeSet::new(),
         seen: BTreeSet::new(),
         blobs: Vec::new(),
         uploaded_bytes: 0,
@@ -161,9 +169,24 @@ struct Push<'a, 'o> {
     client: Client<'o>,
     store: &'a Store,
     repository: &'a str,
+    /// Other repositories of the registry that may hold a blob.
+    mount_sources: &'a dyn Fn(&Digest) -> Vec<String>,
+    /// Sources the registry or its token service would not let us read: not offered again.
+    refused_sources: BTreeSet<String>,
     seen: BTreeSet<Digest>,
     blobs: Vec<BlobReport>,
     uploaded_bytes: u64,
+}
+
+/// What came of offering the registry to mount a blob.
+enum Mount {
+    /// The registry has linked the blob into the repository; nothing to send.
+    Mounted,
+    /// The registry declined and opened an upload session here instead.
+    Declined { location: String },
+    /// No mount was possible (no source, or none the registry or its token service
+    /// allowed); upload as usual.
+    Unavailable,
 }
 
 /// What the registry said to a manifest PUT.
@@ -195,8 +218,17 @@ impl Push<'_, '_> {
         let outcome = if self.registry_has(descriptor, on_event)? {
             BlobOutcome::Existed
         } else {
-            self.upload(descriptor, on_event)?;
-            BlobOutcome::Uploaded
+            match self.mount(descriptor, on_event) {
+                Mount::Mounted => BlobOutcome::Mounted,
+                Mount::Declined { location } => {
+                    self.upload(descriptor, Some(location), on_event)?;
+                    BlobOutcome::Uploaded
+                }
+                Mount::Unavailable => {
+                    self.upload(descriptor, None, on_event)?;
+                    BlobOutcome::Uploaded
+                }
+            }
         };
         on_event(&Event::BlobDone {
             digest: descriptor.digest,
@@ -239,18 +271,72 @@ impl Push<'_, '_> {
         }
     }
 
-    /// Uploads the blob's file; a failure part-way starts the upload over.
+    /// Offers the registry to mount the blob from each repository `mount_sources` names
+    /// (a few at most), the way `docker push` does. An offer the registry or its token
+    /// service refuses, or that fails, is no error: the blob is then uploaded.
+    fn mount(&mut self, descriptor: &Descriptor, on_event: &mut dyn FnMut(&Event)) -> Mount {
+        let sources: Vec<String> = (self.mount_sources)(&descriptor.digest)
+            .into_iter()
+            .filter(|from| from != self.repository && !self.refused_sources.contains(from))
+            .take(MAX_MOUNT_SOURCES)
+            .collect();
+        for from in sources {
+            // Reading the source repository needs its pull scope too.
+            let narrower = match self
+                .client
+                .widen_scopes(&[format!("repository:{from}:pull")], on_event)
+            {
+                Ok(narrower) => narrower,
+                Err(failure) => {
+                    self.note_refusal(from, &failure);
+                    continue;
+                }
+            };
+            let answer = mount_once(
+                &mut self.client,
+                self.repository,
+                &from,
+                descriptor,
+                on_event,
+            );
+            self.client.narrow_scopes(narrower);
+            match answer {
+                Ok(Mount::Mounted) => return Mount::Mounted,
+                Ok(declined @ Mount::Declined { .. }) => return declined,
+                Ok(Mount::Unavailable) => {}
+                Err(failure) => self.note_refusal(from, &failure),
+            }
+        }
+        Mount::Unavailable
+    }
+
+    /// Remembers `from` as a source not to offer again when `failure` says the registry or
+    /// its token service refused us (not when it merely failed).
+    fn note_refusal(&mut self, from: String, failure: &Failure) {
+        if matches!(*failure.error, RegistryError::Unauthorized { .. }) {
+            self.refused_sources.insert(from);
+        }
+    }
+
+    /// Uploads the blob's file, on the upload session at `location` if one is open; a
+    /// failure part-way starts the upload over.
     fn upload(
         &mut self,
         descriptor: &Descriptor,
+        location: Option<String>,
         on_event: &mut dyn FnMut(&Event),
     ) -> Result<(), RegistryError> {
         // The registry checks the digest too, but a corrupt store should be named as such.
         let path = self.store.verify_blob(descriptor)?;
         let repository = self.repository;
         let mut sent = 0u64;
+        let mut location = location;
         self.client.retrying(on_event, |client, on_event| {
-            upload_once(client, repository, descriptor, &path, &mut sent, on_event)
+            // A retry opens a session of its own.
+            let session = location.take();
+            upload_once(
+                client, repository, descriptor, &path, session, &mut sent, on_event,
+            )
         })?;
         self.uploaded_bytes += sent;
         Ok(())
@@ -362,25 +448,58 @@ pub(crate) fn check_digest_header(
     }
 }
 
-/// One try at uploading a blob: open an upload, send the file (whole, or in chunks
-/// above `chunk_size`), close it with the digest. `sent` counts body bytes the registry
-/// accepted.
+/// One offer to mount the blob into `repository` from `from`: `POST
+/// /v2/<repository>/blobs/uploads/?mount=<digest>&from=<from>`. 201 means mounted; 202
+/// that the registry declined and opened an upload session instead.
+fn mount_once(
+    client: &mut Client<'_>,
+    repository: &str,
+    from: &str,
+    descriptor: &Descriptor,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<Mount, Failure> {
+    let url = client.url(&format!("/v2/{repository}/blobs/uploads/"));
+    let url = http::with_query(&url, "mount", &descriptor.digest.to_string());
+    let url = http::with_query(&url, "from", from);
+    let response = client.exchange(&Call::new(Method::Post, url.clone()), on_event)?;
+    match response.status().as_u16() {
+        201 => {
+            check_digest_header(&response, &descriptor.digest, "mounted blob", &url)?;
+            Ok(Mount::Mounted)
+        }
+        202 => Ok(Mount::Declined {
+            location: next_location(&response, &url)?,
+        }),
+        _ => Ok(Mount::Unavailable),
+    }
+}
+
+/// One try at uploading a blob: open an upload (unless `session` is one already open),
+/// send the file (whole, or in chunks above `chunk_size`), close it with the digest.
+/// `sent` counts body bytes the registry accepted.
 fn upload_once(
     client: &mut Client<'_>,
     repository: &str,
     descriptor: &Descriptor,
     path: &std::path::Path,
+    session: Option<String>,
     sent: &mut u64,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<(), Failure> {
     let size = descriptor.size;
     let digest = descriptor.digest;
-    let start_url = client.url(&format!("/v2/{repository}/blobs/uploads/"));
-    let response = client.exchange(&Call::new(Method::Post, start_url.clone()), on_event)?;
-    if response.status().as_u16() != 202 {
-        return Err(http::status_error(Method::Post, &start_url, response).into());
-    }
-    let mut location = next_location(&response, &start_url)?;
+    let mut location = match session {
+        Some(location) => location,
+        None => {
+            let start_url = client.url(&format!("/v2/{repository}/blobs/uploads/"));
+            let response =
+                client.exchange(&Call::new(Method::Post, start_url.clone()), on_event)?;
+            if response.status().as_u16() != 202 {
+                return Err(http::status_error(Method::Post, &start_url, response).into());
+            }
+            next_location(&response, &start_url)?
+        }
+    };
     let chunk = client.options.chunk_size.max(1);
     let file_body = |offset: u64, len: u64| Body::File {
         path,

@@ -847,6 +847,339 @@ fn chunked_uploads_follow_each_location_and_start_over_after_a_failure() {
     );
 }
 
+// --- cross-repository mounts ----------------------------------------------------------------
+
+/// `POST /v2/app/blobs/uploads/?mount=<digest>&from=<from>`, as the mock sees it.
+fn mount_target(digest: &Digest, from: &str) -> String {
+    format!(
+        "/v2/app/blobs/uploads/?mount={}&from={}",
+        http::percent_encode(&digest.to_string()),
+        http::percent_encode(from)
+    )
+}
+
+#[test]
+fn a_blob_another_repository_holds_is_mounted_and_nothing_is_sent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, image) = store_with_layer(tmp.path(), b"the module".to_vec());
+    let manifest_digest = *image.digest();
+    let mock = Mock::start(move |req| {
+        let path = req.target.split('?').next().unwrap();
+        match req.method.as_str() {
+            "HEAD" => reply(404),
+            "POST" if req.target.contains("mount=") => {
+                let digest = req.target.split("mount=").nth(1).unwrap();
+                let digest = digest.split('&').next().unwrap().replace("%3A", ":");
+                reply(201)
+                    .header("Location", format!("/v2/app/blobs/{digest}"))
+                    .header("Docker-Content-Digest", digest)
+            }
+            "PUT" if path.starts_with("/v2/app/manifests/") => {
+                reply(201).header("Docker-Content-Digest", manifest_digest.to_string())
+            }
+            _ => reply(400),
+        }
+    });
+    let source = store.resolve(&"localhost/app:1".parse().unwrap()).unwrap();
+    let target: Reference = format!("{}/app:1", mock.host).parse().unwrap();
+    let mut notes = Vec::new();
+    let report = push_with_mounts(
+        &store,
+        &source,
+        &target,
+        &Credential::Anonymous,
+        &fast(),
+        // The target's own repository is never a source.
+        &|_| vec!["app".to_string(), "team/other".to_string()],
+        &mut |e| {
+            if let Event::BlobDone { note, .. } = e {
+                notes.push(*note);
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(notes, ["mounted", "mounted"]);
+    let outcomes: Vec<(Digest, BlobOutcome)> =
+        report.blobs.iter().map(|b| (b.digest, b.outcome)).collect();
+    assert_eq!(
+        outcomes,
+        [
+            (image.config.digest, BlobOutcome::Mounted),
+            (image.layers[0].digest, BlobOutcome::Mounted)
+        ]
+    );
+    assert_eq!(report.uploaded_bytes, 0);
+
+    let seen = mock.seen();
+    let posts: Vec<&str> = seen
+        .iter()
+        .filter(|s| s.method == "POST")
+        .map(|s| s.target.as_str())
+        .collect();
+    assert_eq!(
+        posts,
+        [
+            mount_target(&image.config.digest, "team/other"),
+            mount_target(&image.layers[0].digest, "team/other")
+        ]
+    );
+    assert!(
+        seen.iter().all(|s| s.method != "PATCH"),
+        "no chunk was sent: {seen:?}"
+    );
+    let puts: Vec<&Seen> = seen.iter().filter(|s| s.method == "PUT").collect();
+    assert_eq!(puts.len(), 1, "only the manifest: {puts:?}");
+    assert_eq!(puts[0].target, "/v2/app/manifests/1");
+    assert_eq!(puts[0].body, image.manifest.bytes);
+}
+
+#[test]
+fn a_declined_mount_continues_on_the_upload_session_it_opened() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layer: Vec<u8> = (0..10_000u32).map(|i| (i % 241) as u8).collect();
+    let (store, image) = store_with_layer(tmp.path(), layer.clone());
+    let manifest_digest = *image.digest();
+    let mut sessions = 0;
+    let mock = Mock::start(move |req| {
+        let path = req.target.split('?').next().unwrap().to_string();
+        match req.method.as_str() {
+            "HEAD" => reply(404),
+            // Distribution's answer when the source lacks the blob: a fresh session.
+            "POST" => {
+                sessions += 1;
+                reply(202).header(
+                    "Location",
+                    format!("/v2/app/blobs/uploads/declined{sessions}?_state=0"),
+                )
+            }
+            "PATCH" => {
+                let state: u32 = req
+                    .target
+                    .rsplit("_state=")
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                reply(202).header("Location", format!("{path}?_state={}", state + 1))
+            }
+            "PUT" if path.starts_with("/v2/app/manifests/") => {
+                reply(201).header("Docker-Content-Digest", manifest_digest.to_string())
+            }
+            "PUT" => reply(201),
+            _ => reply(400),
+        }
+    });
+    let options = RegistryOptions {
+        chunk_size: 4096,
+        ..fast()
+    };
+    let source = store.resolve(&"localhost/app:1".parse().unwrap()).unwrap();
+    let target: Reference = format!("{}/app:1", mock.host).parse().unwrap();
+    let report = push_with_mounts(
+        &store,
+        &source,
+        &target,
+        &Credential::Anonymous,
+        &options,
+        &|_| vec!["never-pushed".to_string()],
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(
+        report
+            .blobs
+            .iter()
+            .all(|b| b.outcome == BlobOutcome::Uploaded),
+        "{report:?}"
+    );
+    let config_len = image.config.bytes.len() as u64;
+    assert_eq!(report.uploaded_bytes, config_len + layer.len() as u64);
+
+    let seen = mock.seen();
+    let posts: Vec<&str> = seen
+        .iter()
+        .filter(|s| s.method == "POST")
+        .map(|s| s.target.as_str())
+        .collect();
+    assert_eq!(
+        posts,
+        [
+            mount_target(&image.config.digest, "never-pushed"),
+            mount_target(&image.layers[0].digest, "never-pushed")
+        ],
+        "one POST per blob: no second session was opened"
+    );
+    // The config, whole, in the PUT that closes the first session.
+    let config_put = seen
+        .iter()
+        .find(|s| s.method == "PUT" && s.target.starts_with("/v2/app/blobs/uploads/declined1"))
+        .unwrap();
+    assert_eq!(
+        config_put.target,
+        format!(
+            "/v2/app/blobs/uploads/declined1?_state=0&digest={}",
+            http::percent_encode(&image.config.digest.to_string())
+        )
+    );
+    assert_eq!(config_put.body, image.config.bytes);
+    // The layer in chunks on the second session, from the Location the 202 gave.
+    let patches: Vec<&Seen> = seen.iter().filter(|s| s.method == "PATCH").collect();
+    let targets: Vec<&str> = patches.iter().map(|s| s.target.as_str()).collect();
+    assert_eq!(
+        targets,
+        [
+            "/v2/app/blobs/uploads/declined2?_state=0",
+            "/v2/app/blobs/uploads/declined2?_state=1",
+            "/v2/app/blobs/uploads/declined2?_state=2"
+        ]
+    );
+    let sent: Vec<u8> = patches.iter().flat_map(|s| s.body.clone()).collect();
+    assert_eq!(sent, layer);
+}
+
+#[test]
+fn a_mount_asks_for_a_token_that_may_pull_the_source_and_uploads_when_it_is_refused() {
+    const WIDE: &str = "tok-Wide-do-not-show";
+    let host = Arc::new(Mutex::new(String::new()));
+    let host_for_script = Arc::clone(&host);
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, image) = store_with_layer(tmp.path(), b"the module".to_vec());
+    let manifest_digest = *image.digest();
+    let mock = Mock::start(move |req| {
+        let host = host_for_script.lock().unwrap().clone();
+        let path = req.target.split('?').next().unwrap();
+        let challenge = || {
+            reply(401)
+                .header("WWW-Authenticate", bearer_challenge(&host))
+                .body(r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#)
+        };
+        if path == "/token" {
+            return if req
+                .target
+                .contains("scope=repository%3Asecret%2Fapp%3Apull")
+            {
+                // The account may not read that repository: no token at all.
+                reply(403).body(r#"{"errors":[{"code":"DENIED","message":"no"}]}"#)
+            } else if req
+                .target
+                .contains("scope=repository%3Ateam%2Fother%3Apull")
+            {
+                reply(200).body(format!(r#"{{"token":"{WIDE}"}}"#))
+            } else {
+                reply(200).body(format!(r#"{{"token":"{TOKEN}"}}"#))
+            };
+        }
+        let token = req.header("authorization").unwrap_or_default();
+        let wide = token == format!("Bearer {WIDE}");
+        if !wide && token != format!("Bearer {TOKEN}") {
+            return challenge();
+        }
+        match req.method.as_str() {
+            "HEAD" => reply(404),
+            "POST" if req.target.contains("mount=") && !wide => challenge(),
+            "POST" if req.target.contains("mount=") => reply(201),
+            "POST" => reply(202).header("Location", "/v2/app/blobs/uploads/u?_state=0"),
+            "PUT" if path.starts_with("/v2/app/manifests/") => {
+                reply(201).header("Docker-Content-Digest", manifest_digest.to_string())
+            }
+            "PUT" => reply(201),
+            _ => reply(400),
+        }
+    });
+    *host.lock().unwrap() = mock.host.clone();
+    let source = store.resolve(&"localhost/app:1".parse().unwrap()).unwrap();
+    let target: Reference = format!("{}/app:1", mock.host).parse().unwrap();
+    let options = fast();
+    let push_from = |from: &str| {
+        let from = from.to_string();
+        push_with_mounts(
+            &store,
+            &source,
+            &target,
+            &basic(),
+            &options,
+            &move |_| vec![from.clone()],
+            &mut |_| {},
+        )
+        .unwrap()
+    };
+
+    // The token service refuses the source's scope: plain uploads, with the first token.
+    let report = push_from("secret/app");
+    assert!(
+        report
+            .blobs
+            .iter()
+            .all(|b| b.outcome == BlobOutcome::Uploaded),
+        "{report:?}"
+    );
+    let seen = mock.seen();
+    let refused: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.target.contains("secret%2Fapp"))
+        .collect();
+    assert_eq!(
+        refused.len(),
+        1,
+        "not asked again for the next blob: {refused:?}"
+    );
+    assert!(refused[0].target.starts_with("/token?"));
+    let uploads: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.method == "POST" || (s.method == "PUT" && s.target.contains("/blobs/")))
+        .collect();
+    assert_eq!(uploads.len(), 4, "{uploads:?}");
+    for upload in uploads {
+        assert!(!upload.target.contains("mount="), "{upload:?}");
+        assert_eq!(
+            upload.header("authorization"),
+            Some(format!("Bearer {TOKEN}").as_str())
+        );
+    }
+
+    // It grants it: the token asked for before the mount covers both repositories.
+    let before = mock.seen().len();
+    let report = push_from("team/other");
+    assert!(
+        report
+            .blobs
+            .iter()
+            .all(|b| b.outcome == BlobOutcome::Mounted),
+        "{report:?}"
+    );
+    assert_eq!(report.uploaded_bytes, 0);
+    let seen = mock.seen()[before..].to_vec();
+    let token_requests: Vec<&str> = seen
+        .iter()
+        .filter(|s| s.target.starts_with("/token?"))
+        .map(|s| s.target.as_str())
+        .collect();
+    assert_eq!(
+        token_requests,
+        [
+            "/token?service=mock&scope=repository%3Aapp%3Apull%2Cpush&scope=repository%3Aapp%3Apull&account=me",
+            "/token?service=mock&scope=repository%3Aapp%3Apull%2Cpush&scope=repository%3Aapp%3Apull&scope=repository%3Ateam%2Fother%3Apull&account=me",
+        ],
+        "the second token is fetched once and kept for the next blob"
+    );
+    let mounts: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.target.contains("mount="))
+        .collect();
+    assert_eq!(mounts.len(), 2);
+    for mount in mounts {
+        assert_eq!(
+            mount.header("authorization"),
+            Some(format!("Bearer {WIDE}").as_str())
+        );
+    }
+    // The manifest goes with the push token again.
+    assert_eq!(
+        seen.last().unwrap().header("authorization"),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
+}
+
 #[test]
 fn pulls_refuse_what_does_not_match_and_leave_the_store_as_it_was() {
     let tmp = tempfile::tempdir().unwrap();
