@@ -7,14 +7,24 @@ use crate::commands;
 #[derive(Debug, Parser)]
 #[command(
     name = "wasmbuild",
-    version,
-    about = "Build, pack and run WebAssembly (WASI) modules as OCI images"
+    about = "Build, pack and run WebAssembly (WASI) modules as OCI images",
+    // `--version` names the wasmtime and wasm-opt a build uses too: main prints it.
+    disable_version_flag = true,
+    // As with a required command: `wasmbuild` alone prints the help.
+    arg_required_else_help = true,
+    override_usage = "wasmbuild [OPTIONS] <COMMAND>\n       wasmbuild --version",
+    // Help wider than this is hard to read, and a fixed limit keeps the snapshots stable.
+    max_term_width = 100
 )]
 pub struct Cli {
+    /// Print the versions of wasmbuild, its wasmtime and the wasm-opt it would run
+    #[arg(short = 'V', long)]
+    pub version: bool,
     #[command(flatten)]
     pub global: GlobalArgs,
+    // Optional only so that `--version` needs no command; main insists on one otherwise.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -29,16 +39,20 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Progress {
-    /// Live progress when stderr is a terminal, plain lines otherwise
+    /// Live progress when stderr is a terminal (and not in CI), plain lines otherwise
     Auto,
     /// Always live progress
     Tty,
-    /// One line per step, toolchain output as it comes
+    /// One line per step with its duration, toolchain output as it comes
     Plain,
+    /// One JSON object per line for each event: step, output, warning, info, done
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write a Wasmfile for the project in a folder, or start a new project there
+    Init(commands::init::Args),
     /// Build the module a Wasmfile (or Dockerfile) describes and pack it into the local store
     Build(commands::build::Args),
     /// List the images in the local store
@@ -66,5 +80,11 @@ pub enum Command {
     /// List or prune the step cache (optimized and precompiled results)
     Cache(commands::cache::Args),
     /// Print the JSON Schema of the Wasmfile
+    #[command(after_help = "Examples:
+  wasmbuild schema > wasmfile.schema.json
+  # then, as the Wasmfile's first line, for taplo or Even Better TOML:
+  #:schema ./wasmfile.schema.json")]
     Schema,
+    /// Print a shell's completion script for wasmbuild
+    Completions(commands::completions::Args),
 }

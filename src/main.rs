@@ -19,12 +19,24 @@ mod progress;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory as _, Parser};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    if cli.version {
+        return commands::version::run();
+    }
+    let Some(command) = cli.command else {
+        cli::Cli::command()
+            .error(
+                clap::error::ErrorKind::MissingSubcommand,
+                "a command is required (such as `build` or `run`; `help` lists them)",
+            )
+            .exit()
+    };
     let global = cli.global;
-    let outcome = match cli.command {
+    let outcome = match command {
+        cli::Command::Init(args) => commands::init::run(args, &global),
         cli::Command::Build(args) => commands::build::run(args, &global),
         cli::Command::Images(args) => commands::images::run(args, &global),
         cli::Command::Inspect(args) => commands::inspect::run(args, &global),
@@ -39,6 +51,7 @@ fn main() -> ExitCode {
         cli::Command::Load(args) => commands::load::run(args, &global),
         cli::Command::Cache(args) => commands::cache::run(args, &global),
         cli::Command::Schema => commands::schema(),
+        cli::Command::Completions(args) => commands::completions::run(args),
     };
     match outcome {
         Ok(code) => code,

@@ -279,6 +279,16 @@ fn identity(program: &OsString) -> Option<Key> {
     ]))
 }
 
+/// What the `wasm-opt` a build would run (`WASM_OPT`, else on PATH) says its version is
+/// ("wasm-opt version 108"), for `wasmbuild --version`; `None` when there is none.
+pub fn wasm_opt_version(cache: &Cache) -> Result<Option<String>, BuildError> {
+    match WasmOpt::find(OptLevel::Os, cache) {
+        Ok(wasm_opt) => Ok(Some(wasm_opt.version)),
+        Err(BuildError::WasmOptNotFound { .. }) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
 /// The `wasm-opt` to run and what it says its version is.
 struct WasmOpt {
     program: OsString,

@@ -211,8 +211,8 @@ impl Default for PrecompileSection {
     expecting = "the [image] table"
 )]
 pub struct ImageSection {
-    /// The repository, such as `ghcr.io/me/app`. Omitted: `WASMBUILD_REPO`, or only the
-    /// references given with `-t`.
+    /// The repository, such as `ghcr.io/me/app`. Omitted: only the references given with
+    /// `-t`; without them, `$WASMBUILD_REPO/<module name>`, else `<module name>:latest`.
     pub name: Option<String>,
     /// Tags given to `name`.
     pub tags: Vec<String>,

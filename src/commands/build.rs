@@ -12,6 +12,12 @@ use crate::cli::GlobalArgs;
 use crate::progress::Terminal;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  wasmbuild build -t ghcr.io/me/app:1.0
+  wasmbuild build fixtures/hello -t localhost:5000/hello:dev --push
+  wasmbuild build -f Dockerfile . -t app:docker --build-arg VERSION=1.2.3
+  wasmbuild build -o dist --json > build.json
+  WASMBUILD_REPO=ghcr.io/me wasmbuild build    # ghcr.io/me/<module name>:latest")]
 pub struct Args {
     /// The folder that holds the Wasmfile (for a Dockerfile: the build context)
     #[arg(default_value = ".")]
@@ -80,6 +86,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode> {
     }
     // References are checked before the build, so a typo fails in a second, not after it.
     let mut references = requested_references(&args.tags, &plan.image)?;
+    let default_repository = if references.is_empty() {
+        default_repository()?
+    } else {
+        None
+    };
     let cache = if args.no_cache {
         Cache::disabled()
     } else {
@@ -92,6 +103,12 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode> {
             eprintln!("{}", stderr.trim_end());
         }
     })?;
+    if let Some(repository) = &default_repository {
+        for tag in &plan.image.tags {
+            let text = format!("{repository}/{}:{tag}", artifacts.name);
+            references.push(super::reference(&text).context("from WASMBUILD_REPO")?);
+        }
+    }
     if references.is_empty() {
         references.push(super::reference(&artifacts.name)?);
     }
@@ -220,7 +237,7 @@ fn format_name(format: wasmbuild_spec::ImageFormat) -> &'static str {
     }
 }
 
-/// `-t` references, then `[image] name` (or `WASMBUILD_REPO`) with each of `[image] tags`.
+/// `-t` references, then `[image] name` with each of `[image] tags`.
 fn requested_references(
     tags: &[String],
     image: &wasmbuild_spec::ImageConfig,
@@ -229,12 +246,7 @@ fn requested_references(
     for tag in tags {
         references.push(super::reference(tag).context("in `--tag`")?);
     }
-    let repository = image.name.clone().or_else(|| {
-        std::env::var("WASMBUILD_REPO")
-            .ok()
-            .filter(|v| !v.is_empty())
-    });
-    if let Some(repository) = repository {
+    if let Some(repository) = &image.name {
         for tag in &image.tags {
             let text = format!("{repository}:{tag}");
             references.push(super::reference(&text).context("from `[image] name` and `tags`")?);
@@ -242,6 +254,27 @@ fn requested_references(
     }
     references.dedup_by(|a, b| a.to_string() == b.to_string());
     Ok(references)
+}
+
+/// `WASMBUILD_REPO`, where an image goes that neither `-t` nor `[image] name` names: as
+/// ko's `KO_DOCKER_REPO`, a prefix for `<repo>/<module name>`. Checked before the build,
+/// with a stand-in for the name that only the build tells.
+fn default_repository() -> Result<Option<String>> {
+    let Some(repository) = std::env::var("WASMBUILD_REPO")
+        .ok()
+        .map(|v| v.trim_end_matches('/').to_owned())
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(None);
+    };
+    super::reference(&format!("{repository}/module:latest")).map_err(|_| {
+        super::hinted(
+            format!("WASMBUILD_REPO is `{repository}`, not a repository to put images under"),
+            "set it to a registry and path, such as `ghcr.io/me` (images are then named \
+             ghcr.io/me/<module name>), or unset it",
+        )
+    })?;
+    Ok(Some(repository))
 }
 
 fn build_args(given: &[String]) -> Result<Vec<(String, String)>> {

@@ -10,6 +10,10 @@ use wasmbuild_builder::Cache;
 use crate::cli::GlobalArgs;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  wasmbuild cache ls
+  wasmbuild cache prune --older-than 30
+  wasmbuild cache prune")]
 pub struct Args {
     #[command(subcommand)]
     pub command: CacheCommand,

@@ -8,6 +8,9 @@ use serde::Serialize;
 use crate::cli::GlobalArgs;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  wasmbuild images
+  wasmbuild images --json | jq -r '.[].reference'")]
 pub struct Args {
     /// One JSON object per image, as an array
     #[arg(long)]

@@ -11,6 +11,9 @@ use wasmbuild_packer::image::{annotation, media_type};
 use crate::cli::GlobalArgs;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  wasmbuild inspect hello
+  wasmbuild inspect --json ghcr.io/me/app:1.0 | jq .module.imports")]
 pub struct Args {
     /// An image in the local store
     pub reference: String,

@@ -8,6 +8,10 @@ use anyhow::Result;
 use crate::cli::GlobalArgs;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  wasmbuild load -i hello.tar
+  skopeo copy docker://ghcr.io/me/app:1.0 oci-archive:app.tar:ghcr.io/me/app:1.0
+  wasmbuild load -i app.tar")]
 pub struct Args {
     /// The OCI archive to read
     #[arg(short = 'i', long = "input", value_name = "FILE", required = true)]

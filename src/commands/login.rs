@@ -22,6 +22,9 @@ pub struct LoginArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  wasmbuild logout ghcr.io
+  wasmbuild logout    # Docker Hub")]
 pub struct LogoutArgs {
     /// The registry (default: Docker Hub)
     pub server: Option<String>,

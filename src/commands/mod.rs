@@ -2,7 +2,9 @@
 
 pub mod build;
 pub mod cache;
+pub mod completions;
 pub mod images;
+pub mod init;
 pub mod inspect;
 pub mod load;
 pub mod login;
@@ -13,6 +15,7 @@ pub mod rmi;
 pub mod run;
 pub mod save;
 pub mod tag;
+pub mod version;
 
 use std::process::ExitCode;
 

@@ -167,13 +167,16 @@ pub fn write_output(
         outln!("{text}");
     } else {
         for reference in references {
-            outln!("{}@{digest}", reference.without_digest());
+            outln!("{}", pinned(reference, digest));
         }
     }
     if let Some(path) = &output.metadata_file {
         let names: Vec<String> = references
             .iter()
-            .map(|r| r.without_digest().to_string())
+            .map(|r| match r.tag {
+                Some(_) => r.without_digest().to_string(),
+                None => pinned(r, digest).to_string(),
+            })
             .collect();
         let mut metadata = json!({
             "containerimage.digest": digest.to_string(),
@@ -192,6 +195,11 @@ pub fn write_output(
         write_file(path, &serde_json::to_vec_pretty(&metadata)?)?;
     }
     Ok(())
+}
+
+/// `REPO:TAG@DIGEST`, or `REPO@DIGEST` for a reference without a tag.
+fn pinned(reference: &Reference, digest: &Digest) -> Reference {
+    reference.with_digest(*digest)
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {

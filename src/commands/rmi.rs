@@ -7,6 +7,9 @@ use anyhow::Result;
 use crate::cli::GlobalArgs;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  wasmbuild rmi hello
+  wasmbuild rmi ghcr.io/me/app:1.0 ghcr.io/me/app:latest")]
 pub struct Args {
     /// References to remove
     #[arg(required = true)]

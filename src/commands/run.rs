@@ -33,6 +33,12 @@ use volumes::Volume;
 
 #[derive(Debug, clap::Args)]
 #[command(trailing_var_arg = true)]
+#[command(after_help = "Examples:
+  wasmbuild run ghcr.io/me/hello:1.0 there
+  wasmbuild run -e GREETING=Hi --env-file app.env app
+  wasmbuild run -v ./data:/data:ro -w /data app
+  wasmbuild run -p 8080 --timeout 30s --memory 64m server
+  echo hello | wasmbuild run -i app")]
 pub struct Args {
     /// Set an environment variable in the guest (NAME=VALUE, or NAME to pass the host's)
     #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]

@@ -9,6 +9,10 @@ use anyhow::Result;
 use crate::cli::GlobalArgs;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  wasmbuild save -o hello.tar hello ghcr.io/me/app:1.0
+  wasmbuild save -o - hello | gzip > hello.tar.gz
+  skopeo copy oci-archive:hello.tar:docker.io/library/hello:latest docker://localhost:5000/hello")]
 pub struct Args {
     /// The archive to write (`-` for stdout)
     #[arg(short = 'o', long = "output", value_name = "FILE", required = true)]

@@ -7,6 +7,9 @@ use anyhow::Result;
 use crate::cli::GlobalArgs;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  wasmbuild tag hello ghcr.io/me/hello:1.0
+  wasmbuild tag ghcr.io/me/app:1.0 ghcr.io/me/app:latest")]
 pub struct Args {
     /// An image in the local store
     pub source: String,

@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 
 use tempfile::TempDir;
 
-use crate::support::{Home, fixture, stderr, stdout};
+use crate::support::{Home, fixture, stderr, stdout, without_durations};
 
 fn workspace() -> PathBuf {
     fixture("cargo-workspace")
@@ -86,10 +86,11 @@ fn copy_project(from: &Path) -> (TempDir, PathBuf) {
 }
 
 /// The `=> compile: ` line of plain progress.
-fn compile_line(stderr: &str) -> &str {
-    stderr
+fn compile_line(stderr: &str) -> String {
+    without_durations(stderr)
         .lines()
         .find_map(|l| l.strip_prefix("=> compile: "))
+        .map(str::to_owned)
         .unwrap_or_else(|| panic!("no compile step in:\n{stderr}"))
 }
 

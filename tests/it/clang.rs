@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use crate::support::{Home, digest_of, fixture, repo, require, stderr, stdout};
+use crate::support::{Home, digest_of, fixture, repo, require, stderr, stdout, without_durations};
 
 /// The install hint every "no clang" error carries.
 const INSTALL_CLANG: &str = "  hint: install clang, lld and wasi-libc (Debian: `apt-get install clang lld wasi-libc \
@@ -73,7 +73,7 @@ fn the_build_shows_the_clang_command() {
     let context = canonical(&fixture("c-hello"));
     let output = run(wasmbuild(&home).args(["build", context.to_str().unwrap()]));
     assert!(output.status.success(), "{}", stderr(&output));
-    let err = stderr(&output);
+    let err = without_durations(&stderr(&output));
     assert!(
         err.contains(
             "=> clang: clang 14.0.6 for wasm32-wasi, wasi-libc in /usr (Debian's wasi-libc)\n"

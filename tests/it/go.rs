@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-use crate::support::{Home, digest_of, fixture, repo, require, stderr, stdout};
+use crate::support::{Home, digest_of, fixture, repo, require, stderr, stdout, without_durations};
 
 const GO_HELLO: &str =
     "Hello from Go, world!\nargv[0]=/gohello.wasm\ncwd=/etc/gohello\nmotd: welcome to wasip1\n";
@@ -82,7 +82,7 @@ fn go_hello_is_detected_from_go_mod_built_and_run() {
         "{line}"
     );
     assert!(
-        stderr(&output).contains(
+        without_durations(&stderr(&output)).contains(
             "\n=> compile: GOOS=wasip1 GOARCH=wasm go build -trimpath -buildvcs=false \
              -o target/wasmbuild/go/gohello.wasm .\n"
         ),
@@ -126,7 +126,7 @@ fn a_command_below_the_module_root_is_built_with_its_flags() {
         stdout(&output)
     );
     assert!(
-        stderr(&output).contains(
+        without_durations(&stderr(&output)).contains(
             "=> compile: GOOS=wasip1 GOARCH=wasm go build -trimpath -buildvcs=false \
              -o target/wasmbuild/go/greet.wasm '-ldflags=-X main.version=1.2.3' ./cmd/greet\n"
         ),
@@ -407,7 +407,7 @@ fn tinygo_is_run_with_exactly_this_command_line() {
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
-        stderr(&output).contains(
+        without_durations(&stderr(&output)).contains(
             "=> toolchain: TinyGo 0.30.0\n\
              => compile: tinygo build -target=wasip1 -o target/wasmbuild/tinygo/gohello.wasm -opt=z -no-debug .\n"
         ),

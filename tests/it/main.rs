@@ -3,14 +3,17 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod action;
 mod broken;
 mod build;
 mod cargo;
 mod clang;
+mod cli;
 mod containerd;
 mod dockerfile;
 mod go;
 mod hostile;
+mod init;
 mod interop;
 mod optimize;
 mod precompile;

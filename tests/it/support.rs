@@ -95,6 +95,41 @@ pub fn require(tool: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("`{tool}` is not on PATH: run `scripts/test`, which installs it"))
 }
 
+/// Plain progress as it was before steps had durations: `=> pack: OCI image 0.0s` is
+/// `=> pack: OCI image`, and the `=> compile: done 8.1s` that ends a step with output goes.
+pub fn without_durations(stderr: &str) -> String {
+    let mut out = String::new();
+    for line in stderr.split_inclusive('\n') {
+        let (text, end) = match line.strip_suffix('\n') {
+            Some(text) => (text, "\n"),
+            None => (line, ""),
+        };
+        let step = text.starts_with("=> ");
+        let Some((rest, last)) = text.rsplit_once(' ').filter(|_| step) else {
+            out.push_str(line);
+            continue;
+        };
+        let duration = last
+            .strip_suffix('s')
+            .and_then(|n| n.split_once('.'))
+            .is_some_and(|(whole, tenth)| {
+                !whole.is_empty()
+                    && tenth.len() == 1
+                    && whole
+                        .bytes()
+                        .chain(tenth.bytes())
+                        .all(|b| b.is_ascii_digit())
+            });
+        if !duration {
+            out.push_str(line);
+        } else if !rest.ends_with(": done") {
+            out.push_str(rest);
+            out.push_str(end);
+        }
+    }
+    out
+}
+
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
