@@ -15,6 +15,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use wasmbuild_builder::Cache;
+use wasmbuild_packer::image::{annotation, media_type};
 use wasmbuild_packer::{Descriptor, PrecompiledInfo, Reference};
 use wasmtime::{Engine, Linker, Module, Store, Trap, WasmBacktrace};
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -158,7 +159,30 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode> {
     let descriptor = resolve(&store, &reference, &args, global)?;
     let manifest = store.manifest(&descriptor)?;
     let config = store.config(&manifest)?.config.unwrap_or_default();
-    let image_entrypoint = config.entrypoint.unwrap_or_default();
+    // A CNCF Wasm artifact has no Entrypoint: its module is its one `application/wasm`
+    // layer, run as `/<title>` with an empty root.
+    let wasm_layer = manifest
+        .layers
+        .iter()
+        .find(|l| l.media_type == media_type::WASM_LAYER)
+        .cloned();
+    let tar_layers: Vec<Descriptor> = manifest
+        .layers
+        .iter()
+        .filter(|l| l.media_type != media_type::WASM_LAYER)
+        .cloned()
+        .collect();
+    let image_entrypoint = match (&wasm_layer, config.entrypoint) {
+        (_, Some(entrypoint)) => entrypoint,
+        (Some(layer), None) => vec![format!(
+            "/{}",
+            layer
+                .annotations
+                .get(annotation::TITLE)
+                .map_or("module.wasm", String::as_str)
+        )],
+        (None, None) => Vec::new(),
+    };
     let image_cmd = config.cmd.unwrap_or_default();
 
     let argv = process::argv(
@@ -239,7 +263,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode> {
         // The layers unpack on one core while the engine loads the module on another.
         None => std::thread::scope(|scope| {
             let unpacking = scope.spawn(|| {
-                cache::unpack_root(&cache, &root_key, &store, &manifest.layers, &reference)
+                cache::unpack_root(&cache, &root_key, &store, &tar_layers, &reference)
             });
             let loaded = load();
             let root = unpacking
@@ -284,7 +308,12 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode> {
             Some(module) => (module, false),
             None => {
                 debug(&format!("compiling {module_path}"));
-                let host_module = root.path().join(&module_file);
+                let host_module = match &wasm_layer {
+                    Some(layer) if Some(&module_path) == image_entrypoint.first() => {
+                        store.verify_blob(layer)?
+                    }
+                    _ => root.path().join(&module_file),
+                };
                 if !host_module.is_file() {
                     bail!("{reference} has no module at {module_path}");
                 }

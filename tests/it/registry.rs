@@ -249,6 +249,10 @@ fn the_wasm_artifact_format_pushes_and_pulls() {
     let precompiled = pulled["precompiled"].as_array().unwrap();
     assert_eq!(precompiled.len(), 1, "{pulled}");
     assert_eq!(precompiled[0]["usable"], true);
+    // It runs: the module is the application/wasm layer, with an empty root.
+    let output = empty.ok(&["run", &target]);
+    assert_eq!(output, "Hello from a prebuilt module\n");
+    assert_eq!(home.ok(&["run", &target]), output);
 }
 
 #[test]

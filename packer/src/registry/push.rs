@@ -60,16 +60,26 @@ pub(super) fn push(
             let child_bytes = store.read_descriptor(child)?;
             push.put_manifest(child, &child_bytes, &child.digest.to_string(), on_event)?;
         }
-    } else {
-        let manifest: Manifest = parse(&bytes, source, store)?;
-        push.blobs_of(&manifest, on_event)?;
     }
     let tag = match (&target.tag, &target.digest) {
         (Some(tag), _) => tag.clone(),
         (None, Some(digest)) => digest.to_string(),
         (None, None) => crate::reference::DEFAULT_TAG.to_string(),
     };
-    push.put_manifest(source, &bytes, &tag, on_event)?;
+    if !media_type::is_index(&source.media_type) {
+        let manifest: Manifest = parse(&bytes, source, store)?;
+        // The tag already names this very manifest: a registry accepts a manifest only when
+        // it has every blob, so there is nothing to send for the image (one request, not
+        // a HEAD per blob and a PUT).
+        if push.tag_names(&tag, source, on_event)? {
+            push.already_there(&manifest, on_event);
+        } else {
+            push.blobs_of(&manifest, on_event)?;
+            push.put_manifest(source, &bytes, &tag, on_event)?;
+        }
+    } else {
+        push.put_manifest(source, &bytes, &tag, on_event)?;
+    }
 
     // Then the referrers, each by digest.
     let referrers = store.referrers(&source.digest)?;
@@ -246,6 +256,44 @@ impl Push<'_, '_> {
             outcome,
         });
         Ok(())
+    }
+
+    /// HEAD of the manifest `tag`: whether it is `source` (by its `Docker-Content-Digest`).
+    /// Anything but a clear yes is a no, and the push goes the long way.
+    fn tag_names(
+        &mut self,
+        tag: &str,
+        source: &Descriptor,
+        on_event: &mut dyn FnMut(&Event),
+    ) -> Result<bool, RegistryError> {
+        let url = self
+            .client
+            .url(&format!("/v2/{}/manifests/{tag}", self.repository));
+        let call = Call::new(Method::Head, url).header("Accept", source.media_type.clone());
+        let response = self.client.request(&call, on_event)?;
+        Ok(response.status().as_u16() == 200
+            && http::header(&response, "docker-content-digest")
+                .is_some_and(|d| d.trim() == source.digest.to_string()))
+    }
+
+    /// Reports the image's blobs as there, without asking for each.
+    fn already_there(&mut self, manifest: &Manifest, on_event: &mut dyn FnMut(&Event)) {
+        for descriptor in std::iter::once(&manifest.config).chain(&manifest.layers) {
+            if !self.seen.insert(descriptor.digest) {
+                continue;
+            }
+            on_event(&Event::BlobDone {
+                digest: descriptor.digest,
+                size: descriptor.size,
+                note: "exists",
+            });
+            self.blobs.push(BlobReport {
+                digest: descriptor.digest,
+                size: descriptor.size,
+                media_type: descriptor.media_type.clone(),
+                outcome: BlobOutcome::Existed,
+            });
+        }
     }
 
     /// HEAD: the registry has the blob when it answers 200 with the same size.
