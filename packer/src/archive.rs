@@ -12,9 +12,12 @@ use serde::Serialize;
 use tar::EntryType;
 
 use crate::digest::{Digest, HashingReader, HashingWriter};
-use crate::image::{Descriptor, ImageIndex, Manifest, annotation, media_type, to_json};
+use crate::image::{
+    Descriptor, ImageIndex, MAX_CONFIG_SIZE, Manifest, annotation, media_type, to_json,
+};
 use crate::layer::{write_header, write_padding};
 use crate::reference::Reference;
+use crate::registry::MAX_MANIFEST_SIZE;
 use crate::store::{
     INDEX_FILE, MAX_JSON_BLOB, OCI_LAYOUT_FILE, OciLayout, Store, StoreError, entry_reference,
     io_err, live_entries, plain, prune_orphans, referrer_entry, set_refs, sort_entries, subject_of,
@@ -326,9 +329,11 @@ impl Store {
             if !nested {
                 continue;
             }
-            if size > MAX_JSON_BLOB {
+            // The limit a registry's pull has too: what no registry would serve.
+            if size > MAX_MANIFEST_SIZE {
                 return Err(bad(format!(
-                    "manifest {} is too large ({size} bytes)",
+                    "manifest {} is {size} bytes, more than the {MAX_MANIFEST_SIZE} bytes a \
+                     manifest may have",
                     d.digest
                 )));
             }
@@ -337,6 +342,14 @@ impl Store {
             if media_type::is_manifest(&d.media_type) {
                 let m: Manifest = serde_json::from_slice(&bytes)
                     .map_err(|e| bad(format!("manifest {} is not valid: {e}", d.digest)))?;
+                // Refused here, not when `run` reads it whole.
+                if m.config.size > MAX_CONFIG_SIZE {
+                    return Err(bad(format!(
+                        "manifest {} names a config of {} bytes ({}), more than the \
+                         {MAX_CONFIG_SIZE} bytes an image config may have",
+                        d.digest, m.config.size, m.config.digest
+                    )));
+                }
                 if let Some(subject) = &m.subject {
                     subjects.insert(d.digest, subject.digest);
                 }

@@ -47,6 +47,21 @@ pub enum PackError {
     /// A layer entry that unpacking refuses (it would escape the root, or is a device…).
     #[error("refusing layer entry {entry:?}: {reason}")]
     UnsafeEntry { entry: String, reason: String },
+    /// A layer entry over one of the limits on reading a layer (entries, bytes in one
+    /// entry, bytes in the layer); nothing of it or after it is read.
+    #[error("refusing layer entry {entry:?}: {reason}")]
+    LayerLimit { entry: String, reason: String },
+    /// The headers of a layer entry (PAX records, GNU long names) are larger than reading
+    /// a layer keeps in memory.
+    #[error(
+        "refusing layer: the headers of the entry {} take more than {limit} (PAX records or GNU long names), the most one entry's headers may take",
+        after.as_ref().map_or_else(|| "at its start".to_owned(), |name| format!("after {name:?}"))
+    )]
+    LayerHeaders {
+        /// The entry before, if there is one.
+        after: Option<String>,
+        limit: String,
+    },
     /// Writing an unpacked entry failed.
     #[error("cannot unpack layer entry {entry:?} to {}", path.display())]
     Unpack {

@@ -71,6 +71,10 @@ pub mod annotation {
 
 pub const ARCHITECTURE_WASM: &str = "wasm";
 
+/// The largest image config pulled or loaded: one is read into memory whole, and a Wasm
+/// image's is a few hundred bytes.
+pub const MAX_CONFIG_SIZE: u64 = 4 << 20;
+
 /// An OCI content descriptor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

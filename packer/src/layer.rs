@@ -4,12 +4,19 @@
 //! children, uid/gid 0, no user or group names, fixed modes, one mtime for everything,
 //! ustar headers (a PAX record only for a path that does not fit), and gzip without a
 //! file name or time at level 6.
+//!
+//! Reading a layer is bounded whatever its headers declare: at most [`MAX_LAYER_ENTRIES`]
+//! entries, [`MAX_ENTRY_SIZE`] bytes in one entry, [`MAX_LAYER_SIZE`] bytes in all of them
+//! and [`MAX_ENTRY_HEADERS`] bytes of headers for one entry; a layer over a limit is
+//! refused at the entry that crosses it, before that entry's data is read.
 
+use std::cell::Cell;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use flate2::read::GzDecoder;
 use flate2::{Compression, GzBuilder};
@@ -29,6 +36,16 @@ const BLOCK: u64 = 512;
 const COPY_BUFFER: usize = 256 * 1024;
 /// Longest symlink chain `find_file` follows.
 const MAX_LINK_HOPS: usize = 16;
+/// The most entries read from one layer: each costs a file or a system call, and a few
+/// bytes of gzip hold thousands of them.
+pub const MAX_LAYER_ENTRIES: u64 = 100_000;
+/// The most bytes one layer entry may hold (a sparse file counts with its holes).
+pub const MAX_ENTRY_SIZE: u64 = 4 << 30;
+/// The most bytes the entries of one layer may hold together, unpacked.
+pub const MAX_LAYER_SIZE: u64 = 16 << 30;
+/// The most bytes of headers one entry may have (PAX records, GNU long names): the tar
+/// reader holds them in memory.
+pub const MAX_ENTRY_HEADERS: u64 = 1 << 20;
 
 /// A finished layer: the gzip'd tar and its two digests.
 #[derive(Clone, PartialEq, Eq)]
@@ -601,146 +618,297 @@ fn entry_path(raw: &[u8]) -> Result<Vec<String>, PackError> {
     Ok(comps)
 }
 
+/// What reading one layer may take; [`LIMITS`] everywhere but in tests.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    entries: u64,
+    entry_size: u64,
+    layer_size: u64,
+    entry_headers: u64,
+}
+
+const LIMITS: Limits = Limits {
+    entries: MAX_LAYER_ENTRIES,
+    entry_size: MAX_ENTRY_SIZE,
+    layer_size: MAX_LAYER_SIZE,
+    entry_headers: MAX_ENTRY_HEADERS,
+};
+
+/// `4 GiB`, `1 MiB`, or the bytes when they are not a whole number of either.
+fn shown_size(bytes: u64) -> String {
+    match bytes {
+        0 => "0 bytes".to_owned(),
+        b if b % (1 << 30) == 0 => format!("{} GiB", b >> 30),
+        b if b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b => format!("{b} bytes"),
+    }
+}
+
+/// How many more decompressed bytes the tar reader may take, and whether it asked for more.
+#[derive(Default)]
+struct Allowance {
+    left: Cell<u64>,
+    exceeded: Cell<bool>,
+}
+
+/// The decompressed layer, read within an [`Allowance`].
+struct Metered<R> {
+    inner: R,
+    allowance: Rc<Allowance>,
+}
+
+impl<R: Read> Read for Metered<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.allowance.left.get();
+        if left == 0 && !buf.is_empty() {
+            self.allowance.exceeded.set(true);
+            return Err(io::Error::other("the entry's headers are too large"));
+        }
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.allowance.left.set(left - n as u64);
+        Ok(n)
+    }
+}
+
+/// Calls `visit` with each entry of a gzip'd tar layer and its path as written (lossily
+/// decoded); refuses the layer at the first entry over `limits`.
+///
+/// The tar reader keeps an entry's PAX records and GNU long names in memory, so while it
+/// reads them it may take only `limits.entry_headers` bytes (and a few blocks); the data of
+/// each entry is read to its end here, so it never has any left to skip then.
+fn walk<'g>(
+    layer_gz: &'g [u8],
+    limits: &Limits,
+    mut visit: impl FnMut(
+        &mut tar::Entry<'_, Metered<GzDecoder<&'g [u8]>>>,
+        &str,
+    ) -> Result<(), PackError>,
+) -> Result<(), PackError> {
+    let allowance = Rc::new(Allowance::default());
+    let mut archive = tar::Archive::new(Metered {
+        inner: GzDecoder::new(layer_gz),
+        allowance: Rc::clone(&allowance),
+    });
+    let layer_io = |source| PackError::Layer { source };
+    let mut entries = archive.entries().map_err(layer_io)?;
+    let mut count: u64 = 0;
+    let mut total: u64 = 0;
+    let mut previous: Option<String> = None;
+    loop {
+        // Besides the records: the header blocks, their padding and the previous entry's.
+        allowance.left.set(limits.entry_headers + 8 * BLOCK);
+        let mut entry = match entries.next() {
+            None => return Ok(()),
+            Some(Ok(entry)) => entry,
+            Some(Err(_)) if allowance.exceeded.get() => {
+                return Err(PackError::LayerHeaders {
+                    after: previous,
+                    limit: shown_size(limits.entry_headers),
+                });
+            }
+            Some(Err(source)) => return Err(layer_io(source)),
+        };
+        allowance.left.set(u64::MAX);
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        // The tar reader skips a PAX record it cannot parse (it splits records at newlines,
+        // so a path with a newline is one) and falls back to the ustar fields, which then
+        // name another path than other readers see: refused rather than misplaced.
+        let kind = entry.header().entry_type();
+        if !matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader)
+            && let Some(records) = entry.pax_extensions().map_err(layer_io)?
+            && records.into_iter().any(|record| record.is_err())
+        {
+            return Err(PackError::UnsafeEntry {
+                entry: name,
+                reason: "its PAX header has a record that cannot be read (a path or link with a \
+                         newline is one)"
+                    .into(),
+            });
+        }
+        let over = |reason: String| PackError::LayerLimit {
+            entry: name.clone(),
+            reason,
+        };
+        count += 1;
+        if count > limits.entries {
+            return Err(over(format!(
+                "the layer has more than {} entries, the most one layer may have",
+                limits.entries
+            )));
+        }
+        // After PAX records; for a sparse file, the size with its holes.
+        let size = entry.size();
+        if size > limits.entry_size {
+            return Err(over(format!(
+                "it declares {size} bytes, more than the {} one entry may hold",
+                shown_size(limits.entry_size)
+            )));
+        }
+        total = total.saturating_add(size);
+        if total > limits.layer_size {
+            return Err(over(format!(
+                "with it the layer's entries hold {total} bytes, more than the {} one layer \
+                 may hold unpacked",
+                shown_size(limits.layer_size)
+            )));
+        }
+        visit(&mut entry, &name)?;
+        io::copy(&mut entry, &mut io::sink()).map_err(layer_io)?;
+        previous = Some(name);
+    }
+}
+
 /// Unpacks a gzip'd tar layer into `dest` (created if missing), refusing anything that
 /// could reach outside it: absolute paths, `..`, writing through a symlink, symlinks
 /// that are absolute or climb out, hard links to outside files, devices and fifos.
-/// Whiteouts (`.wh.NAME`, `.wh..wh..opq`) delete what they name.
+/// Whiteouts (`.wh.NAME`, `.wh..wh..opq`) delete what they name. A layer over the limits
+/// ([`MAX_LAYER_ENTRIES`] and the others) is refused at the entry that crosses one.
 pub fn unpack_layer(layer_gz: &[u8], dest: &Path) -> Result<(), PackError> {
+    unpack_within(layer_gz, dest, &LIMITS)
+}
+
+fn unpack_within(layer_gz: &[u8], dest: &Path, limits: &Limits) -> Result<(), PackError> {
     fs::create_dir_all(dest).map_err(|source| PackError::Io {
         action: "create folder",
         path: dest.to_path_buf(),
         source,
     })?;
-    let mut archive = tar::Archive::new(GzDecoder::new(layer_gz));
-    let layer_io = |source| PackError::Layer { source };
-    for entry in archive.entries().map_err(layer_io)? {
-        let mut entry = entry.map_err(layer_io)?;
-        let kind = entry.header().entry_type();
-        if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader) {
-            continue;
+    walk(layer_gz, limits, |entry, name| {
+        unpack_entry(entry, name, dest)
+    })
+}
+
+/// Unpacks one entry into `dest`; see [`unpack_layer`].
+fn unpack_entry<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    name: &str,
+    dest: &Path,
+) -> Result<(), PackError> {
+    let kind = entry.header().entry_type();
+    if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader) {
+        return Ok(());
+    }
+    let raw = entry.path_bytes().into_owned();
+    let comps = entry_path(&raw)?;
+    let Some((last, parents)) = comps.split_last() else {
+        if kind.is_dir() {
+            return Ok(());
         }
-        let raw = entry.path_bytes().into_owned();
-        let name = String::from_utf8_lossy(&raw).into_owned();
-        let comps = entry_path(&raw)?;
-        let Some((last, parents)) = comps.split_last() else {
-            if kind.is_dir() {
-                continue;
-            }
-            return Err(PackError::UnsafeEntry {
-                entry: name,
-                reason: "it names the root folder".into(),
-            });
-        };
-        let refuse = |reason: String| PackError::UnsafeEntry {
-            entry: name.clone(),
-            reason,
-        };
-        let unpack_err = |path: &Path| {
-            let entry = name.clone();
-            let path = path.to_path_buf();
-            move |source| PackError::Unpack {
-                entry,
-                path,
-                source,
-            }
-        };
-        let parent = safe_parent(dest, parents, &name)?;
-        if let Some(hidden) = last.strip_prefix(".wh.") {
-            // `.wh..` and `.wh...` would delete the folder itself or the one above it: the
-            // root's parent, for an entry at the top.
-            if hidden == "." || hidden == ".." {
-                return Err(refuse(format!("a whiteout of {hidden:?} is not allowed")));
-            }
-            if hidden == ".wh..opq" {
-                for child in fs::read_dir(&parent).map_err(unpack_err(&parent))? {
-                    let child = child.map_err(unpack_err(&parent))?;
-                    remove_path(&child.path()).map_err(unpack_err(&child.path()))?;
-                }
-            } else if !hidden.is_empty() {
-                let gone = parent.join(hidden);
-                remove_path(&gone).map_err(unpack_err(&gone))?;
-            }
-            continue;
+        return Err(PackError::UnsafeEntry {
+            entry: name.to_owned(),
+            reason: "it names the root folder".into(),
+        });
+    };
+    let refuse = |reason: String| PackError::UnsafeEntry {
+        entry: name.to_owned(),
+        reason,
+    };
+    let unpack_err = |path: &Path| {
+        let entry = name.to_owned();
+        let path = path.to_path_buf();
+        move |source| PackError::Unpack {
+            entry,
+            path,
+            source,
         }
-        let target = parent.join(last);
-        let existing = fs::symlink_metadata(&target).ok();
-        let existing_dir = existing.as_ref().is_some_and(|m| m.is_dir());
-        let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
-        match kind {
-            EntryType::Directory => {
-                if !existing_dir {
-                    if existing.is_some() {
-                        fs::remove_file(&target).map_err(unpack_err(&target))?;
-                    }
-                    fs::create_dir(&target).map_err(unpack_err(&target))?;
-                }
-                set_mode(&target, mode | 0o700).map_err(unpack_err(&target))?;
+    };
+    let parent = safe_parent(dest, parents, name)?;
+    if let Some(hidden) = last.strip_prefix(".wh.") {
+        // `.wh..` and `.wh...` would delete the folder itself or the one above it: the
+        // root's parent, for an entry at the top.
+        if hidden == "." || hidden == ".." {
+            return Err(refuse(format!("a whiteout of {hidden:?} is not allowed")));
+        }
+        if hidden == ".wh..opq" {
+            for child in fs::read_dir(&parent).map_err(unpack_err(&parent))? {
+                let child = child.map_err(unpack_err(&parent))?;
+                remove_path(&child.path()).map_err(unpack_err(&child.path()))?;
             }
-            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                if existing_dir {
-                    return Err(refuse("a folder of that name is already there".into()));
-                }
+        } else if !hidden.is_empty() {
+            let gone = parent.join(hidden);
+            remove_path(&gone).map_err(unpack_err(&gone))?;
+        }
+        return Ok(());
+    }
+    let target = parent.join(last);
+    let existing = fs::symlink_metadata(&target).ok();
+    let existing_dir = existing.as_ref().is_some_and(|m| m.is_dir());
+    let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
+    match kind {
+        EntryType::Directory => {
+            if !existing_dir {
                 if existing.is_some() {
                     fs::remove_file(&target).map_err(unpack_err(&target))?;
                 }
-                // create_new never follows a symlink at `target`.
-                let mut file = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&target)
-                    .map_err(unpack_err(&target))?;
-                io::copy(&mut entry, &mut file).map_err(unpack_err(&target))?;
-                drop(file);
-                set_mode(&target, mode).map_err(unpack_err(&target))?;
+                fs::create_dir(&target).map_err(unpack_err(&target))?;
             }
-            EntryType::Symlink => {
-                let link = entry
-                    .link_name_bytes()
-                    .map(|l| String::from_utf8_lossy(&l).into_owned())
-                    .ok_or_else(|| refuse("the symlink has no target".into()))?;
-                check_link_target(&link, parents.len())
-                    .map_err(|why| refuse(format!("symlink to {link:?}: {why}")))?;
-                if existing_dir {
-                    return Err(refuse("a folder of that name is already there".into()));
-                }
-                if existing.is_some() {
-                    fs::remove_file(&target).map_err(unpack_err(&target))?;
-                }
-                make_symlink(&link, &target).map_err(unpack_err(&target))?;
+            set_mode(&target, mode | 0o700).map_err(unpack_err(&target))?;
+        }
+        EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+            if existing_dir {
+                return Err(refuse("a folder of that name is already there".into()));
             }
-            EntryType::Link => {
-                let link = entry
-                    .link_name_bytes()
-                    .map(|l| l.into_owned())
-                    .ok_or_else(|| refuse("the hard link has no target".into()))?;
-                let link_text = String::from_utf8_lossy(&link).into_owned();
-                let link_comps = entry_path(&link).map_err(|_| {
-                    refuse(format!(
-                        "hard link to {link_text:?} points outside the root"
-                    ))
-                })?;
-                let source = resolve_no_links(dest, &link_comps).ok_or_else(|| {
+            if existing.is_some() {
+                fs::remove_file(&target).map_err(unpack_err(&target))?;
+            }
+            // create_new never follows a symlink at `target`.
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&target)
+                .map_err(unpack_err(&target))?;
+            io::copy(entry, &mut file).map_err(unpack_err(&target))?;
+            drop(file);
+            set_mode(&target, mode).map_err(unpack_err(&target))?;
+        }
+        EntryType::Symlink => {
+            let link = entry
+                .link_name_bytes()
+                .map(|l| String::from_utf8_lossy(&l).into_owned())
+                .ok_or_else(|| refuse("the symlink has no target".into()))?;
+            check_link_target(&link, parents.len())
+                .map_err(|why| refuse(format!("symlink to {link:?}: {why}")))?;
+            if existing_dir {
+                return Err(refuse("a folder of that name is already there".into()));
+            }
+            if existing.is_some() {
+                fs::remove_file(&target).map_err(unpack_err(&target))?;
+            }
+            make_symlink(&link, &target).map_err(unpack_err(&target))?;
+        }
+        EntryType::Link => {
+            let link = entry
+                .link_name_bytes()
+                .map(|l| l.into_owned())
+                .ok_or_else(|| refuse("the hard link has no target".into()))?;
+            let link_text = String::from_utf8_lossy(&link).into_owned();
+            let link_comps = entry_path(&link).map_err(|_| {
+                refuse(format!(
+                    "hard link to {link_text:?} points outside the root"
+                ))
+            })?;
+            let source = resolve_no_links(dest, &link_comps).ok_or_else(|| {
                     refuse(format!(
                         "hard link to {link_text:?}: the target must be a file already unpacked, reached without symlinks"
                     ))
                 })?;
-                if existing_dir {
-                    return Err(refuse("a folder of that name is already there".into()));
-                }
-                if existing.is_some() {
-                    fs::remove_file(&target).map_err(unpack_err(&target))?;
-                }
-                fs::hard_link(&source, &target).map_err(unpack_err(&target))?;
+            if existing_dir {
+                return Err(refuse("a folder of that name is already there".into()));
             }
-            EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                return Err(refuse("device files and fifos are not unpacked".into()));
+            if existing.is_some() {
+                fs::remove_file(&target).map_err(unpack_err(&target))?;
             }
-            other => {
-                return Err(refuse(format!(
-                    "unsupported entry type {:?}",
-                    other.as_byte() as char
-                )));
-            }
+            fs::hard_link(&source, &target).map_err(unpack_err(&target))?;
+        }
+        EntryType::Char | EntryType::Block | EntryType::Fifo => {
+            return Err(refuse("device files and fifos are not unpacked".into()));
+        }
+        other => {
+            return Err(refuse(format!(
+                "unsupported entry type {:?}",
+                other.as_byte() as char
+            )));
         }
     }
     Ok(())
@@ -836,7 +1004,8 @@ fn make_symlink(target: &str, link: &Path) -> io::Result<()> {
 }
 
 /// Reads the file at `path` (e.g. `/app.wasm`) out of a gzip'd tar layer, following
-/// symlinks and hard links inside the layer. `Ok(None)` if nothing is there.
+/// symlinks and hard links inside the layer. `Ok(None)` if nothing is there. The layer is
+/// read within the same limits as [`unpack_layer`].
 pub fn find_file(layer_gz: &[u8], path: &str) -> Result<Option<Vec<u8>>, PackError> {
     enum Found {
         File(Vec<u8>),
@@ -847,16 +1016,12 @@ pub fn find_file(layer_gz: &[u8], path: &str) -> Result<Option<Vec<u8>>, PackErr
     let mut want = lexical(&[], path);
     for _ in 0..=MAX_LINK_HOPS {
         let mut found = None;
-        let mut archive = tar::Archive::new(GzDecoder::new(layer_gz));
-        let layer_io = |source| PackError::Layer { source };
-        for entry in archive.entries().map_err(layer_io)? {
-            let mut entry = entry.map_err(layer_io)?;
+        walk(layer_gz, &LIMITS, |entry, _| {
             let kind = entry.header().entry_type();
-            if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader) {
-                continue;
-            }
-            if entry_path(&entry.path_bytes())? != want {
-                continue;
+            if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader)
+                || entry_path(&entry.path_bytes())? != want
+            {
+                return Ok(());
             }
             let link = || {
                 entry
@@ -864,10 +1029,14 @@ pub fn find_file(layer_gz: &[u8], path: &str) -> Result<Option<Vec<u8>>, PackErr
                     .map(|l| String::from_utf8_lossy(&l).into_owned())
                     .unwrap_or_default()
             };
+            // A later entry of the same path replaces this one.
             found = Some(match kind {
                 EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                    let mut bytes = Vec::with_capacity(entry.size() as usize);
-                    entry.read_to_end(&mut bytes).map_err(layer_io)?;
+                    // Grown as the bytes arrive, never sized by what the header declares.
+                    let mut bytes = Vec::new();
+                    entry
+                        .read_to_end(&mut bytes)
+                        .map_err(|source| PackError::Layer { source })?;
                     Found::File(bytes)
                 }
                 EntryType::Symlink => Found::Symlink(link()),
@@ -875,7 +1044,8 @@ pub fn find_file(layer_gz: &[u8], path: &str) -> Result<Option<Vec<u8>>, PackErr
                 EntryType::Directory => Found::Other("a folder"),
                 _ => Found::Other("a special file"),
             });
-        }
+            Ok(())
+        })?;
         let shown = format!("/{}", want.join("/"));
         match found {
             None => return Ok(None),
@@ -1035,5 +1205,160 @@ mod tests {
         assert!(root.join("a/kept").is_file());
         assert!(!root.join("b/old").exists());
         assert!(root.join("b/new").is_file());
+    }
+
+    /// A ustar header for `name` that declares `size` bytes, whatever follows it.
+    fn header_block(name: &str, kind: EntryType, size: u64) -> Vec<u8> {
+        let mut header = Header::new_ustar();
+        set_raw(&mut header.as_old_mut().name, name);
+        header.set_entry_type(kind);
+        header.set_mode(0o644);
+        header.set_size(size);
+        header.set_cksum();
+        header.as_bytes().to_vec()
+    }
+
+    /// A file entry holding `size` bytes, padded.
+    fn file_blocks(name: &str, size: usize) -> Vec<u8> {
+        let mut out = header_block(name, EntryType::Regular, size as u64);
+        out.extend(vec![b'x'; size]);
+        out.resize(out.len().div_ceil(BLOCK as usize) * BLOCK as usize, 0);
+        out
+    }
+
+    fn gzip(tar: &[u8]) -> Vec<u8> {
+        let mut gz = GzBuilder::new().write(Vec::new(), Compression::fast());
+        gz.write_all(tar).unwrap();
+        gz.finish().unwrap()
+    }
+
+    const SMALL: Limits = Limits {
+        entries: 3,
+        entry_size: 100,
+        layer_size: 250,
+        entry_headers: 1024,
+    };
+
+    /// Unpacks `tar` (then the end-of-archive blocks) within [`SMALL`] into a new folder.
+    fn unpack_small(tar: &[u8]) -> (tempfile::TempDir, Result<(), PackError>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut tar = tar.to_vec();
+        tar.extend([0; 2 * BLOCK as usize]);
+        let result = unpack_within(&gzip(&tar), tmp.path(), &SMALL);
+        (tmp, result)
+    }
+
+    #[test]
+    fn entries_past_the_count_limit_are_refused_by_name() {
+        let tar: Vec<u8> = ["a", "b", "c", "d"]
+            .iter()
+            .flat_map(|name| file_blocks(name, 1))
+            .collect();
+        let (root, result) = unpack_small(&tar);
+        let err = result.unwrap_err();
+        assert!(matches!(err, PackError::LayerLimit { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "refusing layer entry \"d\": the layer has more than 3 entries, the most one layer \
+             may have"
+        );
+        assert!(root.path().join("c").is_file());
+        assert!(!root.path().join("d").exists());
+        let (_, result) = unpack_small(&tar[..3 * 2 * BLOCK as usize]);
+        result.unwrap();
+    }
+
+    #[test]
+    fn an_entry_declaring_more_than_the_entry_limit_is_refused_before_it_is_read() {
+        // The body is missing: the declared size alone refuses it.
+        let mut tar = file_blocks("small", 100);
+        tar.extend(header_block("big", EntryType::Regular, 101));
+        let (root, result) = unpack_small(&tar);
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            "refusing layer entry \"big\": it declares 101 bytes, more than the 100 bytes one \
+             entry may hold"
+        );
+        assert!(root.path().join("small").is_file());
+        assert!(!root.path().join("big").exists());
+        // Any kind of entry: a folder's data would be read to skip it.
+        let (_, result) = unpack_small(&header_block("d/", EntryType::Directory, 1 << 40));
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains("it declares 1099511627776 bytes"), "{err}");
+    }
+
+    #[test]
+    fn entries_past_the_layer_limit_are_refused_by_name() {
+        let tar: Vec<u8> = ["a", "b", "c"]
+            .iter()
+            .flat_map(|name| file_blocks(name, 100))
+            .collect();
+        let (root, result) = unpack_small(&tar);
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            "refusing layer entry \"c\": with it the layer's entries hold 300 bytes, more than \
+             the 250 bytes one layer may hold unpacked"
+        );
+        assert_eq!(fs::read(root.path().join("b")).unwrap(), [b'x'; 100]);
+        assert!(!root.path().join("c").exists());
+    }
+
+    #[test]
+    fn headers_past_their_limit_are_refused_unread() {
+        let pax = |size: usize| {
+            let mut records = Vec::new();
+            pax_record(&mut records, "comment", &"x".repeat(size));
+            let mut out = header_block("PaxHeaders.0/p", EntryType::XHeader, records.len() as u64);
+            out.extend(&records);
+            out.resize(out.len().div_ceil(BLOCK as usize) * BLOCK as usize, 0);
+            out.extend(file_blocks("p", 1));
+            out
+        };
+        let mut tar = file_blocks("a", 1);
+        tar.extend(pax(100));
+        let (root, result) = unpack_small(&tar);
+        result.unwrap();
+        assert!(root.path().join("p").is_file());
+
+        let mut tar = file_blocks("a", 1);
+        tar.extend(pax(8000));
+        let (root, result) = unpack_small(&tar);
+        let err = result.unwrap_err();
+        assert!(matches!(err, PackError::LayerHeaders { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "refusing layer: the headers of the entry after \"a\" take more than 1024 bytes (PAX \
+             records or GNU long names), the most one entry's headers may take"
+        );
+        assert!(!root.path().join("p").exists());
+        let (_, result) = unpack_small(&pax(8000));
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains("the entry at its start take"), "{err}");
+    }
+
+    #[test]
+    fn a_pax_record_the_reader_cannot_parse_is_refused_not_misplaced() {
+        // A name too long for ustar, so a PAX record carries the path, and a newline in it,
+        // where the tar reader splits records.
+        let path = format!("/d/a\nb{}", "f".repeat(120));
+        let mut layer = LayerBuilder::new(0);
+        layer.add_file(&path, b"x", 0o644).unwrap();
+        let layer = layer.finish().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let err = unpack_layer(&layer.gz, tmp.path()).unwrap_err();
+        assert!(
+            matches!(&err, PackError::UnsafeEntry { reason, .. } if reason.contains("PAX")),
+            "{err}"
+        );
+        // Only its folder came before it.
+        assert!(fs::read_dir(tmp.path().join("d")).unwrap().next().is_none());
+    }
+
+    #[test]
+    fn sizes_are_shown_in_the_largest_whole_unit() {
+        assert_eq!(shown_size(MAX_ENTRY_SIZE), "4 GiB");
+        assert_eq!(shown_size(MAX_LAYER_SIZE), "16 GiB");
+        assert_eq!(shown_size(MAX_ENTRY_HEADERS), "1 MiB");
+        assert_eq!(shown_size(1000), "1000 bytes");
     }
 }

@@ -82,6 +82,8 @@ impl Reference {
         let mut out = if self.registry == DOCKER_HUB {
             match self.repository.strip_prefix(OFFICIAL_PREFIX) {
                 Some(rest) if !rest.contains('/') => rest.to_string(),
+                // `docker.io/my.org/app` without its registry would name the host `my.org`.
+                _ if split_registry(&self.repository).0.is_some() => self.repository_reference(),
                 _ => self.repository.clone(),
             }
         } else {
@@ -442,6 +444,25 @@ mod tests {
             assert_eq!(again, r, "{full} round trip");
             let again: Reference = familiar.parse().unwrap();
             assert_eq!(again, r, "{familiar} round trip");
+        }
+    }
+
+    /// Found by `fuzz/fuzz_targets/reference.rs`: on Docker Hub, a repository whose first
+    /// component reads as a host lost its registry in the short form, which then named
+    /// another registry.
+    #[test]
+    fn the_short_form_keeps_docker_hub_before_a_host_like_repository() {
+        for (input, familiar) in [
+            (
+                "docker.io/libraribraker.io/library/ht",
+                "docker.io/libraribraker.io/library/ht:latest",
+            ),
+            ("docker.io/localhost/app:1", "docker.io/localhost/app:1"),
+            ("my.org/app", "my.org/app:latest"),
+        ] {
+            let r: Reference = input.parse().unwrap();
+            assert_eq!(r.familiar(), familiar, "{input}");
+            assert_eq!(familiar.parse::<Reference>().unwrap(), r, "{input}");
         }
     }
 

@@ -10,6 +10,10 @@
 //! remove, load, gc) hold an exclusive lock on `<store>.lock`, beside the layout so the
 //! layout holds nothing foreign; readers take no lock.
 //!
+//! A writer that is killed leaves its temp files behind (a pull, which downloads without
+//! the lock, its partial files). Each is named after the process that made it, and the next
+//! writer, on taking the lock, removes those whose process is gone (see `Owner`).
+//!
 //! A referrer (an OCI 1.1 artifact whose `subject` is an image, such as a precompiled
 //! cwasm) is an `index.json` entry without a reference name, annotated
 //! `dev.wasmbuild.subject` with its image's digest, as ORAS keeps referrers in a layout. It
@@ -31,10 +35,14 @@ use crate::reference::Reference;
 
 pub(crate) const OCI_LAYOUT_FILE: &str = "oci-layout";
 pub(crate) const INDEX_FILE: &str = "index.json";
+/// Files being written under the lock (and an archive `save` writes beside itself).
 pub(crate) const TEMP_PREFIX: &str = ".tmp-";
 /// Downloads in progress (a pull fetches without holding the lock, so writers' clean-up
-/// must leave these alone); one this old belongs to no running pull.
+/// must leave a running pull's alone).
 pub(crate) const PARTIAL_PREFIX: &str = ".partial-";
+/// A partial file whose maker cannot be checked (a process on another machine or in
+/// another container, or a system without `/proc`) belongs to no running pull after this
+/// long.
 const STALE_PARTIAL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 /// Manifests and indexes larger than this are refused rather than read into memory.
 pub(crate) const MAX_JSON_BLOB: u64 = 64 << 20;
@@ -535,40 +543,44 @@ impl Store {
         for entry in fs::read_dir(&dir).map_err(io_err("read folder", &dir))? {
             let entry = entry.map_err(io_err("read folder", &dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let garbage = if name.starts_with(TEMP_PREFIX) {
-                // Only writers make temp files, under the lock we hold: this one is stale.
-                true
-            } else if name.starts_with(PARTIAL_PREFIX) {
-                entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age > STALE_PARTIAL)
-            } else {
-                match Digest::parse(&format!("sha256:{name}")) {
-                    Ok(digest) => !keep.contains_key(&digest),
-                    Err(_) => false,
-                }
+            if is_temp(&name) {
+                continue;
+            }
+            let garbage = match Digest::parse(&format!("sha256:{name}")) {
+                Ok(digest) => !keep.contains_key(&digest),
+                Err(_) => false,
             };
             if garbage {
                 let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-                fs::remove_file(entry.path()).map_err(io_err("delete", &entry.path()))?;
-                report.blobs_removed += usize::from(
-                    !name.starts_with(TEMP_PREFIX) && !name.starts_with(PARTIAL_PREFIX),
-                );
+                remove_file(&entry.path())?;
+                report.blobs_removed += 1;
                 report.bytes_freed += size;
             }
         }
-        for entry in fs::read_dir(&self.root)
-            .map_err(io_err("read folder", &self.root))?
-            .flatten()
-        {
-            if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
-                fs::remove_file(entry.path()).map_err(io_err("delete", &entry.path()))?;
+        report.bytes_freed += self.remove_stale_temps()?;
+        Ok(report)
+    }
+
+    /// Removes the temp files (in the layout's root and its blobs folder) that no running
+    /// writer owns, and partial files no running pull does; returns the bytes freed. Only
+    /// with the lock held: temp files of a locked writer that died are told from a live
+    /// one's by the lock alone when their maker cannot be checked.
+    pub(crate) fn remove_stale_temps(&self) -> Result<u64, StoreError> {
+        let mut freed = 0;
+        for dir in [self.root.clone(), self.blobs_dir()] {
+            for entry in fs::read_dir(&dir).map_err(io_err("read folder", &dir))? {
+                let entry = entry.map_err(io_err("read folder", &dir))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Ok(meta) = entry.metadata() else {
+                    continue;
+                };
+                if meta.is_file() && is_stale_temp(&name, &meta) {
+                    remove_file(&entry.path())?;
+                    freed += meta.len();
+                }
             }
         }
-        Ok(report)
+        Ok(freed)
     }
 
     /// Every blob the descriptors reach, through manifests and indexes.
@@ -681,6 +693,9 @@ impl Store {
             .open(&self.lock_path)
             .map_err(io_err("open lock file", &self.lock_path))?;
         file.lock().map_err(io_err("lock", &self.lock_path))?;
+        // What a writer killed half way left: collected by the next writer. A failure here
+        // costs disk space, not this write.
+        let _ = self.remove_stale_temps();
         Ok(StoreLock { _file: file })
     }
 
@@ -734,11 +749,12 @@ impl Store {
         sync_dir(dir).map_err(io_err("sync", dir))
     }
 
-    /// A file in the blobs folder for a download in progress; see [`PARTIAL_PREFIX`].
+    /// A file in the blobs folder for a download in progress, named after this process;
+    /// see [`PARTIAL_PREFIX`].
     pub(crate) fn partial_file(&self) -> Result<tempfile::NamedTempFile, StoreError> {
         let dir = self.blobs_dir();
         tempfile::Builder::new()
-            .prefix(PARTIAL_PREFIX)
+            .prefix(&owned_prefix(PARTIAL_PREFIX))
             .tempfile_in(&dir)
             .map_err(io_err("create a temp file in", &dir))
     }
@@ -814,12 +830,157 @@ impl Store {
         }
     }
 
+    /// A temp file in `dir`, named after this process.
     pub(crate) fn temp_file(&self, dir: &Path) -> Result<tempfile::NamedTempFile, StoreError> {
         tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
+            .prefix(&owned_prefix(TEMP_PREFIX))
             .tempfile_in(dir)
             .map_err(io_err("create a temp file in", dir))
     }
+}
+
+fn is_temp(name: &str) -> bool {
+    name.starts_with(TEMP_PREFIX) || name.starts_with(PARTIAL_PREFIX)
+}
+
+/// Whether the temp or partial file `name` is left over from a process that is gone.
+/// Called with the lock held.
+fn is_stale_temp(name: &str, meta: &fs::Metadata) -> bool {
+    let (prefix, rest) = if let Some(rest) = name.strip_prefix(TEMP_PREFIX) {
+        (TEMP_PREFIX, rest)
+    } else if let Some(rest) = name.strip_prefix(PARTIAL_PREFIX) {
+        (PARTIAL_PREFIX, rest)
+    } else {
+        return false;
+    };
+    match Owner::from_name(rest).map(|owner| owner.running()) {
+        Some(Running::Yes) => false,
+        Some(Running::No) => true,
+        // Temp files are made under the lock we hold (bar `save`'s, which has an owner
+        // this process can check when it runs beside it): whoever made this one is done.
+        _ if prefix == TEMP_PREFIX => true,
+        _ => meta
+            .modified()
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_PARTIAL),
+    }
+}
+
+/// `prefix` followed by this process's [`Owner`] where it can be told, for a temp file name.
+fn owned_prefix(prefix: &str) -> String {
+    match Owner::current() {
+        Some(owner) => format!("{prefix}{owner}-"),
+        None => prefix.to_owned(),
+    }
+}
+
+fn remove_file(path: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("delete", path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// The process that made a temp or partial file, written into the file's name
+/// (`.partial-<scope>-<pid>-<start>-XXXXXX`), so that a writer can tell a running pull's
+/// download from one a killed pull left, without waiting a day to be sure.
+///
+/// Read from `/proc` (Linux): `scope` is a hash of the boot id and the pid namespace, so
+/// processes this one cannot see (on another machine sharing the folder, or in another
+/// container) are never taken for dead; `start` is the process's start time, so a process
+/// that got a dead one's pid is not taken for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Owner {
+    scope: String,
+    pid: u32,
+    start: u64,
+}
+
+/// Whether an [`Owner`] still runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Running {
+    Yes,
+    No,
+    /// It is not a process this one can see.
+    Unknown,
+}
+
+impl Owner {
+    /// This process, or `None` where `/proc` does not tell.
+    pub(crate) fn current() -> Option<&'static Owner> {
+        static CURRENT: std::sync::OnceLock<Option<Owner>> = std::sync::OnceLock::new();
+        CURRENT
+            .get_or_init(|| {
+                let scope = current_scope()?;
+                // The pid as this `/proc` numbers it, which is how it will be looked up.
+                let pid: u32 = fs::read_link("/proc/self").ok()?.to_str()?.parse().ok()?;
+                let (_, start) = process_state(pid).ok()??;
+                Some(Owner { scope, pid, start })
+            })
+            .as_ref()
+    }
+
+    /// The owner a temp file name (without its prefix) records, if it records one.
+    pub(crate) fn from_name(rest: &str) -> Option<Owner> {
+        let mut parts = rest.splitn(4, '-');
+        let scope = parts.next()?;
+        let pid = parts.next()?.parse().ok()?;
+        let start = parts.next()?.parse().ok()?;
+        parts.next()?;
+        let hex = scope.len() == SCOPE_LEN && scope.bytes().all(|b| b.is_ascii_hexdigit());
+        hex.then(|| Owner {
+            scope: scope.to_owned(),
+            pid,
+            start,
+        })
+    }
+
+    pub(crate) fn running(&self) -> Running {
+        if Owner::current().is_none_or(|me| me.scope != self.scope) {
+            return Running::Unknown;
+        }
+        match process_state(self.pid) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Running::No,
+            Ok(Some((state, start))) if start == self.start && !matches!(state, 'Z' | 'X') => {
+                Running::Yes
+            }
+            // A zombie writes nothing; another start time is another process.
+            Ok(Some(_)) => Running::No,
+            Err(_) | Ok(None) => Running::Unknown,
+        }
+    }
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}-{}", self.scope, self.pid, self.start)
+    }
+}
+
+const SCOPE_LEN: usize = 12;
+
+/// Which processes `/proc` shows this one: this boot of this machine, this pid namespace.
+fn current_scope() -> Option<String> {
+    let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let namespace = fs::read_link("/proc/self/ns/pid").ok()?;
+    let seen = format!("{}\n{}", boot.trim(), namespace.display());
+    Some(Digest::of(seen.as_bytes()).hex()[..SCOPE_LEN].to_owned())
+}
+
+/// A process's state letter and start time (clock ticks after boot) from
+/// `/proc/<pid>/stat`; `None` when the file does not read as one.
+fn process_state(pid: u32) -> io::Result<Option<(char, u64)>> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // `pid (comm) state ...`: comm may hold spaces and parentheses, so split after the last.
+    let Some((_, fields)) = stat.rsplit_once(')') else {
+        return Ok(None);
+    };
+    let fields: Vec<&str> = fields.split_whitespace().collect();
+    // Field 3 of proc(5) is the state, field 22 the start time.
+    let state = fields.first().and_then(|s| s.chars().next());
+    let start = fields.get(19).and_then(|s| s.parse().ok());
+    Ok(state.zip(start))
 }
 
 fn check_layout(path: &Path) -> Result<(), StoreError> {
@@ -1154,22 +1315,63 @@ mod tests {
         assert_eq!(blob_count(&store), 0, "nothing was written");
     }
 
+    /// A file named as `prefix` names one of `owner`'s, in `dir`.
+    fn owned_file(dir: &Path, prefix: &str, owner: &str) -> PathBuf {
+        let path = dir.join(format!("{prefix}{owner}-AbC123"));
+        fs::write(&path, b"half a blob").unwrap();
+        path
+    }
+
     #[test]
-    fn gc_leaves_a_running_pull_its_partial_files_but_not_a_day_old_one() {
+    fn the_next_writer_removes_what_a_dead_process_left_but_not_a_running_ones() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("store")).unwrap();
-        let fresh = store.partial_file().unwrap().into_temp_path();
-        let stale = store.partial_file().unwrap();
-        let two_days = std::time::Duration::from_secs(48 * 3600);
-        stale
-            .as_file()
-            .set_modified(std::time::SystemTime::now() - two_days)
+        let me = Owner::current().expect("/proc tells who this process is");
+        assert_eq!(Owner::from_name(&format!("{me}-x1Y2z3")).as_ref(), Some(me));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        child.wait().unwrap();
+        let dead = Owner {
+            pid: child.id(),
+            ..me.clone()
+        };
+        assert_eq!(dead.running(), Running::No);
+        assert_eq!(me.running(), Running::Yes);
+        let elsewhere = format!("{}-{}-{}", "0".repeat(SCOPE_LEN), me.pid, me.start);
+
+        let blobs = store.blobs_dir();
+        let live_partial = store.partial_file().unwrap().into_temp_path();
+        let live_temp = store.temp_file(store.root()).unwrap().into_temp_path();
+        let dead_partial = owned_file(&blobs, PARTIAL_PREFIX, &dead.to_string());
+        let dead_temps = [
+            owned_file(&blobs, TEMP_PREFIX, &dead.to_string()),
+            owned_file(store.root(), TEMP_PREFIX, &dead.to_string()),
+        ];
+        // Made under the lock by a process this one cannot see, which has let it go.
+        let unknown_temp = owned_file(&blobs, TEMP_PREFIX, &elsewhere);
+        // Downloaded by a process this one cannot see, which may still be pulling.
+        let unknown_partial = owned_file(&blobs, PARTIAL_PREFIX, &elsewhere);
+        let old_partial = owned_file(&blobs, PARTIAL_PREFIX, &elsewhere.replace('-', "_"));
+        fs::File::options()
+            .write(true)
+            .open(&old_partial)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - 2 * STALE_PARTIAL)
             .unwrap();
-        let stale = stale.into_temp_path();
+
+        // Any write will do: here, a put.
+        store.put(&image("app"), &[r("app:1")]).unwrap();
+        let kept: [&Path; 3] = [&live_partial, &live_temp, &unknown_partial];
+        for path in kept {
+            assert!(path.exists(), "{} was taken", path.display());
+        }
+        let gone = [&dead_partial, &unknown_temp, &old_partial];
+        for path in gone.into_iter().chain(&dead_temps) {
+            assert!(!path.exists(), "{} was left", path.display());
+        }
         let report = store.gc().unwrap();
-        assert!(fresh.exists());
-        assert!(!stale.exists());
-        assert_eq!(report.blobs_removed, 0, "a partial file is not a blob");
+        assert_eq!(report.blobs_removed, 0, "a temp file is not a blob");
+        assert!(live_partial.exists() && unknown_partial.exists());
+        assert_eq!(store.list().unwrap().len(), 1);
     }
 
     #[test]

@@ -262,9 +262,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode> {
         Some(root) => (Ok(root), load()),
         // The layers unpack on one core while the engine loads the module on another.
         None => std::thread::scope(|scope| {
-            let unpacking = scope.spawn(|| {
-                cache::unpack_root(&cache, &root_key, &store, &tar_layers, &reference)
-            });
+            let unpacking = scope
+                .spawn(|| cache::unpack_root(&cache, &root_key, &store, &tar_layers, &reference));
             let loaded = load();
             let root = unpacking
                 .join()

@@ -372,3 +372,38 @@ fn a_layer_whose_bytes_do_not_match_its_digest_is_refused() {
         assert_eq!(names(&rootfs(&home)), Vec::<String>::new());
     }
 }
+
+#[test]
+fn a_layer_entry_declaring_10_gb_is_refused_before_anything_is_written() {
+    let target = Target::new();
+    let home = Home::new();
+    // The header declares 10 GB; the layer ends right after it.
+    let mut header = Header::new_ustar();
+    header.set_path("big.bin").unwrap();
+    header.set_entry_type(EntryType::Regular);
+    header.set_mode(0o644);
+    header.set_size(10_000_000_000);
+    header.set_cksum();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(header.as_bytes()).unwrap();
+    store_image(&home, REFERENCE, &gz.finish().unwrap(), None);
+    for extra in [&[][..], &["--no-cache"]] {
+        let output = run(&home, &target, extra);
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{err}");
+        assert_eq!(stdout(&output), "", "the guest never ran");
+        assert!(
+            err.starts_with("error: cannot unpack layer sha256:"),
+            "{err}"
+        );
+        assert!(
+            err.contains(
+                "caused by: refusing layer entry \"big.bin\": it declares 10000000000 bytes, \
+                 more than the 4 GiB one entry may hold"
+            ),
+            "{err}"
+        );
+        target.untouched(&format!("{extra:?}"));
+        assert_eq!(names(&rootfs(&home)), Vec::<String>::new());
+    }
+}

@@ -333,6 +333,17 @@ pub enum RegistryError {
         limit: u64,
         size: Option<u64>,
     },
+    /// A manifest names a config larger than [`MAX_CONFIG_SIZE`](crate::image::MAX_CONFIG_SIZE);
+    /// it is not fetched.
+    #[error(
+        "the manifest at {url} names a config of {size} bytes ({digest}), more than the {limit} bytes an image config may have"
+    )]
+    ConfigTooLarge {
+        url: String,
+        digest: Digest,
+        size: u64,
+        limit: u64,
+    },
     #[error("{what} from {url} hashes to {actual}, not {expected}")]
     DigestMismatch {
         /// `manifest`, `blob`, `the Docker-Content-Digest header`, …

@@ -10,7 +10,7 @@ use super::push::fallback_tag;
 use super::{Event, MAX_MANIFEST_SIZE, PullReport, RegistryError, RegistryOptions};
 use crate::credentials::Credential;
 use crate::digest::{Digest, HashingWriter};
-use crate::image::{Descriptor, ImageIndex, Manifest, media_type};
+use crate::image::{Descriptor, ImageIndex, MAX_CONFIG_SIZE, Manifest, media_type};
 use crate::precompiled::PrecompiledInfo;
 use crate::reference::Reference;
 use crate::store::{FetchedBlob, Store, io_err, referrer_entry};
@@ -69,7 +69,7 @@ pub(super) fn pull(
         });
     }
     let manifest: Manifest = image.parse()?;
-    pull.blobs_of(&manifest, on_event)?;
+    pull.blobs_of(&image, &manifest, on_event)?;
     pull.stage_bytes(&image)?;
 
     let mut referrer_entries = Vec::new();
@@ -100,7 +100,7 @@ pub(super) fn pull(
         if !want_precompiled(&info) {
             continue;
         }
-        pull.blobs_of(&manifest, on_event)?;
+        pull.blobs_of(&fetched, &manifest, on_event)?;
         pull.stage_bytes(&fetched)?;
         referrer_entries.push(referrer_entry(
             &fetched.descriptor(),
@@ -273,11 +273,22 @@ impl Pull<'_, '_> {
         })
     }
 
+    /// Fetches the config and layers `manifest` (as `fetched`) names; a config too large to
+    /// read is refused before it is asked for.
     fn blobs_of(
         &mut self,
+        fetched: &FetchedManifest,
         manifest: &Manifest,
         on_event: &mut dyn FnMut(&Event),
     ) -> Result<(), RegistryError> {
+        if manifest.config.size > MAX_CONFIG_SIZE {
+            return Err(RegistryError::ConfigTooLarge {
+                url: http::shown(&fetched.url),
+                digest: manifest.config.digest,
+                size: manifest.config.size,
+                limit: MAX_CONFIG_SIZE,
+            });
+        }
         for descriptor in std::iter::once(&manifest.config).chain(&manifest.layers) {
             self.blob(descriptor, on_event)?;
         }

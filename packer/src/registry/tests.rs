@@ -15,7 +15,9 @@ use super::pull::choose_wasm;
 use super::push::{fallback_tag, merge_fallback_index};
 use super::*;
 use crate::credentials::Secret;
-use crate::image::{Blob, ImageIndex, Manifest, PackedImage, Platform, media_type};
+use crate::image::{
+    Blob, ImageIndex, MAX_CONFIG_SIZE, Manifest, PackedImage, Platform, media_type,
+};
 use crate::store::Store;
 
 const PASSWORD: &str = "pw-Hunter2-do-not-show";
@@ -1285,6 +1287,58 @@ fn pulls_refuse_what_does_not_match_and_leave_the_store_as_it_was() {
         std::fs::read(dest.root().join("index.json")).unwrap(),
         before
     );
+}
+
+#[test]
+fn a_config_over_the_limit_is_refused_before_it_is_asked_for() {
+    let huge = MAX_CONFIG_SIZE + 1;
+    let config = Descriptor::new(media_type::OCI_CONFIG, Digest::of(b"a huge config"), huge);
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(media_type::OCI_MANIFEST.to_string()),
+        artifact_type: None,
+        config: config.clone(),
+        layers: Vec::new(),
+        subject: None,
+        annotations: BTreeMap::new(),
+    };
+    let bytes = crate::image::to_json(&manifest);
+    let mock = Mock::start(move |req| {
+        if req.target.contains("/manifests/") {
+            reply(200)
+                .header("Content-Type", media_type::OCI_MANIFEST)
+                .body(bytes.clone())
+        } else {
+            reply(404)
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("store")).unwrap();
+    let source: Reference = format!("{}/big-config:1", mock.host).parse().unwrap();
+    let error = pull(
+        &store,
+        &source,
+        &Credential::Anonymous,
+        &fast(),
+        &|_| true,
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "the manifest at http://{}/v2/big-config/manifests/1 names a config of {huge} bytes ({}), more than the 4194304 bytes an image config may have",
+            mock.host, config.digest
+        )
+    );
+    assert!(
+        mock.seen()
+            .iter()
+            .all(|seen| !seen.target.contains("/blobs/")),
+        "{:?}",
+        mock.seen()
+    );
+    assert!(store.list().unwrap().is_empty());
 }
 
 #[test]

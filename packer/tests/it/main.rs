@@ -4,7 +4,9 @@
 #![allow(clippy::unwrap_used)]
 
 mod archive;
+mod limits;
 mod pack;
+mod properties;
 mod registry;
 mod skopeo;
 mod store;

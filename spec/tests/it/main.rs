@@ -7,6 +7,7 @@
 mod dockerfile;
 mod errors;
 mod resolve;
+mod roundtrip;
 mod schema;
 
 use std::fs;

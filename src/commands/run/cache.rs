@@ -100,7 +100,8 @@ pub(super) fn unpack_root(
         }
     };
     for layer in layers {
-        let blob = store.read_blob(&layer.digest)?;
+        // The size first: a blob that is not the one the manifest describes is not read.
+        let blob = store.read_descriptor(layer)?;
         wasmbuild_packer::unpack_layer(&blob, temp.path())
             .with_context(|| format!("cannot unpack layer {} of {reference}", layer.digest))?;
     }
