@@ -1748,12 +1748,45 @@ fn glob(context: &Path, pattern: &str) -> Vec<String> {
 
 /// Whether `name` matches a pattern with `*`, `?` and `[...]` classes (`[!...]` or `[^...]`
 /// negated, `a-z` ranges).
+///
+/// Every token but `*` matches exactly one character, so after a mismatch only the last `*`
+/// needs to take one more character: time stays within pattern × name length, where trying
+/// every split for every `*` was exponential (`COPY ****…*x` hung the parser).
 fn wildcard(pattern: &[char], name: &[char]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some(('*', rest)) => (0..=name.len()).any(|skip| wildcard(rest, &name[skip..])),
-        Some(('?', rest)) => !name.is_empty() && wildcard(rest, &name[1..]),
-        Some(('[', rest)) => {
+    let (mut p, mut n) = (0, 0);
+    // Where the pattern goes on after the last `*`, and where in `name` that `*` stops.
+    let mut star: Option<(usize, usize)> = None;
+    loop {
+        if pattern.get(p) == Some(&'*') {
+            p += 1;
+            star = Some((p, n));
+            continue;
+        }
+        if p == pattern.len() && n == name.len() {
+            return true;
+        }
+        if let Some(width) = name.get(n).and_then(|c| one(&pattern[p..], *c)) {
+            p += width;
+            n += 1;
+            continue;
+        }
+        match star {
+            Some((after, stop)) if stop < name.len() => {
+                star = Some((after, stop + 1));
+                p = after;
+                n = stop + 1;
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// How many characters of `pattern` (which does not start with `*`) match `c`, if they do:
+/// one for a literal or `?`, the whole class for `[...]`.
+fn one(pattern: &[char], c: char) -> Option<usize> {
+    match pattern.split_first()? {
+        ('?', _) => Some(1),
+        ('[', rest) => {
             let negated = matches!(rest.first(), Some('!' | '^'));
             let body_start = usize::from(negated);
             // A `]` right after the opening is part of the class.
@@ -1764,26 +1797,23 @@ fn wildcard(pattern: &[char], name: &[char]) -> bool {
                 .find(|(_, c)| **c == ']')
                 .map(|(index, _)| index)
             else {
-                return name.first() == Some(&'[') && wildcard(rest, &name[1..]);
-            };
-            let Some((first, tail)) = name.split_first() else {
-                return false;
+                return (c == '[').then_some(1);
             };
             let class = &rest[body_start..close];
             let mut matched = false;
             let mut index = 0;
             while index < class.len() {
                 if index + 2 < class.len() && class[index + 1] == '-' {
-                    matched |= (class[index]..=class[index + 2]).contains(first);
+                    matched |= (class[index]..=class[index + 2]).contains(&c);
                     index += 3;
                 } else {
-                    matched |= class[index] == *first;
+                    matched |= class[index] == c;
                     index += 1;
                 }
             }
-            matched != negated && wildcard(&rest[close + 1..], tail)
+            (matched != negated).then_some(close + 2)
         }
-        Some((c, rest)) => name.first() == Some(c) && wildcard(rest, &name[1..]),
+        (literal, _) => (*literal == c).then_some(1),
     }
 }
 
@@ -1807,6 +1837,22 @@ mod tests {
         assert!(!yes("*.wasm", "app.wat"));
         assert!(!yes("a?c", "ac"));
         assert!(!yes("[^a-c]x", "bx"));
+    }
+
+    /// Found reading the code behind `fuzz/fuzz_targets/dockerfile.rs`: each `*` tried every
+    /// split of the name, so `COPY static/****…*x` (40 stars) ran for minutes.
+    #[test]
+    fn many_stars_match_in_linear_time() {
+        let yes = |pattern: &str, name: &str| wildcard(&chars(pattern), &chars(name));
+        let stars = "*".repeat(40);
+        assert!(!yes(&format!("{stars}x"), "index.html"));
+        assert!(yes(&format!("{stars}l"), "index.html"));
+        let many = "*a".repeat(30);
+        assert!(!yes(&format!("{many}b"), &"a".repeat(60)));
+        assert!(yes(&many, &"a".repeat(60)));
+        assert!(yes("*[a-c]*[!x]", "zzbzzy"));
+        assert!(!yes("*[a-c]*[!x]", "zzbzzx"));
+        assert!(yes("a*[", "ab["));
     }
 
     #[test]

@@ -1,0 +1,3 @@
+from scratch
+copy hello.wasm /hello.wasm
+cmd ["a"]
