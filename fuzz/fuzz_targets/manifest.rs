@@ -9,10 +9,10 @@ use serde::de::DeserializeOwned;
 use wasmbuild_packer::{ImageConfigJson, ImageIndex, Manifest, PrecompiledInfo, WasmConfig};
 
 fuzz_target!(|data: &[u8]| {
-    if let Some(manifest) = round_trip::<Manifest>(data) {
-        if let Some(info) = PrecompiledInfo::from_manifest(&manifest) {
-            assert_eq!(Some(&info.cwasm), manifest.layers.first());
-        }
+    if let Some(manifest) = round_trip::<Manifest>(data)
+        && let Some(info) = PrecompiledInfo::from_manifest(&manifest)
+    {
+        assert_eq!(Some(&info.cwasm), manifest.layers.first());
     }
     round_trip::<ImageIndex>(data);
     round_trip::<ImageConfigJson>(data);
