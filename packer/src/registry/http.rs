@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ureq::http as h;
 
 use super::auth::{Auth, parse_challenges};
-use super::{ApiError, Event, RegistryError, RegistryOptions, RetryPolicy};
+use super::{ApiError, Event, MAX_MANIFEST_SIZE, RegistryError, RegistryOptions, RetryPolicy};
 use crate::credentials::{Credential, Secret};
 use crate::digest::Digest;
 use crate::store::StoreError;
@@ -359,6 +359,24 @@ pub(crate) enum ReadError {
 }
 
 /// The whole body, refused unread when Content-Length is over `limit` and cut off past it.
+/// A manifest's body, as GET `url` answered it: refused past [`MAX_MANIFEST_SIZE`]
+/// before it is read whole.
+pub(crate) fn read_manifest(
+    registry: &str,
+    url: &str,
+    response: Response,
+) -> Result<Vec<u8>, Failure> {
+    read_limited(response, MAX_MANIFEST_SIZE).map_err(|error| match error {
+        ReadError::TooLarge(size) => RegistryError::ManifestTooLarge {
+            url: shown(url),
+            limit: MAX_MANIFEST_SIZE,
+            size,
+        }
+        .into(),
+        ReadError::Io(e) => body_failure(registry, Method::Get, url, e),
+    })
+}
+
 pub(crate) fn read_limited(mut response: Response, limit: u64) -> Result<Vec<u8>, ReadError> {
     if let Some(length) = response.body().content_length()
         && length > limit

@@ -227,20 +227,7 @@ impl Pull<'_, '_> {
                 let content_type = http::header(&response, "content-type").map(str::to_string);
                 let header_digest =
                     http::header(&response, "docker-content-digest").map(str::to_string);
-                let bytes = match http::read_limited(response, MAX_MANIFEST_SIZE) {
-                    Ok(bytes) => bytes,
-                    Err(ReadError::TooLarge(size)) => {
-                        return Err(RegistryError::ManifestTooLarge {
-                            url: http::shown(&url),
-                            limit: MAX_MANIFEST_SIZE,
-                            size,
-                        }
-                        .into());
-                    }
-                    Err(ReadError::Io(e)) => {
-                        return Err(http::body_failure(&client.registry, Method::Get, &url, e));
-                    }
-                };
+                let bytes = http::read_manifest(&client.registry, &url, response)?;
                 Ok((bytes, content_type, header_digest))
             })?;
         let digest = Digest::of(&bytes);

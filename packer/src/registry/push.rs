@@ -5,10 +5,9 @@
 
 use std::collections::BTreeSet;
 
-use super::http::{self, Body, Call, Client, Failure, Method, ReadError};
+use super::http::{self, Body, Call, Client, Failure, Method};
 use super::{
-    BlobOutcome, BlobReport, Event, MAX_MANIFEST_SIZE, PushReport, ReferrersVia, RegistryError,
-    RegistryOptions,
+    BlobOutcome, BlobReport, Event, PushReport, ReferrersVia, RegistryError, RegistryOptions,
 };
 use crate::credentials::Credential;
 use crate::digest::Digest;
@@ -433,20 +432,7 @@ impl Push<'_, '_> {
                 200 => {}
                 _ => return Err(http::status_error(Method::Get, &url, response).into()),
             }
-            let bytes = match http::read_limited(response, MAX_MANIFEST_SIZE) {
-                Ok(bytes) => bytes,
-                Err(ReadError::TooLarge(size)) => {
-                    return Err(RegistryError::ManifestTooLarge {
-                        url: http::shown(&url),
-                        limit: MAX_MANIFEST_SIZE,
-                        size,
-                    }
-                    .into());
-                }
-                Err(ReadError::Io(e)) => {
-                    return Err(http::body_failure(&client.registry, Method::Get, &url, e));
-                }
-            };
+            let bytes = http::read_manifest(&client.registry, &url, response)?;
             let index: ImageIndex = serde_json::from_slice(&bytes).map_err(|e| {
                 Failure::from(RegistryError::InvalidResponse {
                     url: http::shown(&url),
