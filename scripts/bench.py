@@ -448,8 +448,146 @@ def push_memory(work, env, registry, seed, tagged):
           f"   (target < 300 MB: {'ok' if ok else 'OVER TARGET'})")
     return ok
 
+SHIM = os.path.join(ROOT, "target", "release", "containerd-shim-wasmbuild-v1")
+CONTAINERD_NAMESPACE = "wasmbuild-bench"
 
-SECTIONS = ("rebuild", "pack", "precompile", "optimize", "registry")
+
+class Containerd:
+    """Debian's containerd, as root, with its config, root, state and sockets in a temp
+    folder (as tests/it/containerd.rs starts it), the shim installed on its PATH and the
+    shim's home in the same folder."""
+
+    RUN_DIRS = ["/run/containerd", "/run/containerd/fifo", "/run/containerd/s",
+                f"/run/containerd/wasmbuild", f"/run/containerd/wasmbuild/{CONTAINERD_NAMESPACE}"]
+
+    def __init__(self, env):
+        if os.geteuid() != 0:
+            sys.exit("the shim section runs containerd, which needs root")
+        self.existed = [d for d in self.RUN_DIRS if os.path.exists(d)]
+        self.dir = tempfile.mkdtemp(prefix="wb-ctrd-", dir="/tmp")
+        self.socket = os.path.join(self.dir, "containerd.sock")
+        self.shim_home = os.path.join(self.dir, "shim-home")
+        bin_dir = os.path.join(self.dir, "bin")
+        os.makedirs(bin_dir)
+        subprocess.run([WASMBUILD, "shim", "install", "--dir", bin_dir, "--shim", SHIM], env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        d = self.dir
+        with open(os.path.join(d, "config.toml"), "w") as f:
+            f.write(f"""version = 2
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.zfs"]
+[grpc]
+  address = "{self.socket}"
+[ttrpc]
+  address = "{self.socket}.ttrpc"
+[debug]
+  level = "warn"
+[plugins]
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "{d}/opt"
+  [plugins."io.containerd.runtime.v1.linux"]
+    runtime_root = "{d}/runtime-v1"
+""")
+        self.log = open(os.path.join(d, "containerd.log"), "w")
+        self.proc = subprocess.Popen(
+            ["containerd", "--config", os.path.join(d, "config.toml")],
+            env=dict(os.environ, PATH=bin_dir + ":" + os.environ["PATH"], WASMBUILD_SHIM_HOME=self.shim_home),
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
+        for _ in range(200):
+            if os.path.exists(self.socket) and subprocess.run(self.ctr("version"), capture_output=True).returncode == 0:
+                return
+            time.sleep(0.05)
+        sys.exit("containerd did not start:\n" + open(os.path.join(d, "containerd.log")).read())
+
+    def ctr(self, *args):
+        return ["ctr", "--address", self.socket, "--namespace", CONTAINERD_NAMESPACE, *args]
+
+    def close(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        with open("/proc/self/mountinfo") as f:
+            mounts = [line.split(" ")[4] for line in f]
+        for mount in reversed([m for m in mounts if m.startswith(self.dir + "/")]):
+            subprocess.run(["umount", "--lazy", mount], stderr=subprocess.DEVNULL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        for d in reversed(self.RUN_DIRS):
+            if d not in self.existed:
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
+
+
+def shim_cases(env):
+    """`ctr run` of gofmt on the containerd shim, from the command to its exit: the image
+    with its precompiled artifact (fetched by the shim's `start` from the registry on the
+    node's first start) vs the image without one (compiled by the container); each first
+    start with an empty node cache. And a later start of either, from the node's cache."""
+    registry = os.environ.get("WASMBUILD_BENCH_REGISTRY")
+    if not registry:
+        sys.exit("the shim section needs the registry scripts/bench starts: run it as `scripts/bench shim`")
+    work = tempfile.mkdtemp(prefix="wasmbuild-bench-shim-")
+    containerd = None
+    try:
+        module = os.path.join(work, "gofmt.wasm")
+        size = gofmt_module(module)
+        same = '[optimize]\nlevel = "none"\nstrip = "none"\n\n'
+        repo = f"{registry}/bench-shim-{os.getpid()}"
+        portable = prebuilt_project(os.path.join(work, "portable"), module, same + "[precompile]\ntargets = []\n\n"
+                                    '[image]\nlabels = { variant = "portable" }\n')
+        native = prebuilt_project(os.path.join(work, "native"), module, same)
+        for project, tag in [(portable, "portable"), (native, "native")]:
+            subprocess.run([WASMBUILD, "build", "-q", project, "-t", f"{repo}:{tag}", "--push"], env=env,
+                           check=True, stdout=subprocess.DEVNULL)
+        containerd = Containerd(env)
+        for tag in ("portable", "native"):
+            subprocess.run(containerd.ctr("images", "pull", "--plain-http", "--platform", "wasi/wasm", f"{repo}:{tag}"),
+                           check=True, stdout=subprocess.DEVNULL)
+        counter = iter(range(1_000_000))
+
+        def run(tag, cold):
+            def prepare(_):
+                if cold:
+                    shutil.rmtree(containerd.shim_home, ignore_errors=True)
+                return containerd.ctr("run", "--rm", "--runtime", "io.containerd.wasmbuild.v1",
+                                      f"{repo}:{tag}", f"bench-{tag}-{next(counter)}")
+            return prepare
+
+        # The first native start must fetch the artifact, or this measures something else.
+        shutil.rmtree(containerd.shim_home, ignore_errors=True)
+        subprocess.run(run("native", True)(0), check=True, stdout=subprocess.DEVNULL)
+        with open(os.path.join(containerd.shim_home, "shim.log")) as f:
+            said = f.read()
+        if "fetched the precompiled artifact" not in said:
+            sys.exit(f"the shim did not fetch the precompiled artifact:\n{said}")
+        runs = max(3, RUNS // 3)
+        ok = compare(
+            f"`ctr run` of gofmt ({size/1e6:.1f} MB of Go) on the shim, first start on the node: "
+            "with the precompiled artifact vs without",
+            "no artifact: the container compiles",
+            run("portable", True),
+            run("native", True),
+            0.05, runs=runs)
+        ok &= compare(
+            "`ctr run` of gofmt on the shim, a later start (the node's cache) vs the first with the artifact",
+            "first start, artifact fetched",
+            run("native", True),
+            run("native", False),
+            1.0, runs=runs)
+        return ok
+    finally:
+        if containerd is not None:
+            containerd.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+SECTIONS = ("rebuild", "pack", "precompile", "optimize", "registry", "shim")
 
 
 def main(chosen):
@@ -494,6 +632,8 @@ def main(chosen):
             ok &= optimize_case(env)
         if "registry" in chosen:
             ok &= registry_cases(env, project, seed)
+        if "shim" in chosen:
+            ok &= shim_cases(env)
     finally:
         shutil.rmtree(home, ignore_errors=True)
         shutil.rmtree(projects, ignore_errors=True)

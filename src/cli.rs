@@ -87,4 +87,6 @@ pub enum Command {
     Schema,
     /// Print a shell's completion script for wasmbuild
     Completions(commands::completions::Args),
+    /// Install the containerd shim and print its containerd and Kubernetes configuration
+    Shim(commands::shim::Args),
 }

@@ -52,6 +52,7 @@ fn main() -> ExitCode {
         cli::Command::Cache(args) => commands::cache::run(args, &global),
         cli::Command::Schema => commands::schema(),
         cli::Command::Completions(args) => commands::completions::run(args),
+        cli::Command::Shim(args) => commands::shim::run(args, &global),
     };
     match outcome {
         Ok(code) => code,

@@ -105,6 +105,37 @@ pub fn settings() -> wasmtime::Result<String> {
     Ok(settings_of(&host_engine()?))
 }
 
+/// What ended a guest that neither returned nor exited, in a line: "PATH trapped: WHAT"
+/// (without wasmtime's "wasm trap: " prefix), or "PATH failed: CAUSE" for a host
+/// function's error. `run` and the containerd shim say it the same way.
+pub fn failure_summary(error: &wasmtime::Error, module_path: &str) -> String {
+    match error.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => {
+            let trap = trap.to_string();
+            let trap = trap.strip_prefix("wasm trap: ").unwrap_or(&trap);
+            format!("{module_path} trapped: {trap}")
+        }
+        None => format!("{module_path} failed: {}", error.root_cause()),
+    }
+}
+
+/// The frames of `error`'s wasm backtrace, innermost first, each with its function's name
+/// from the module's name section (and file and line where the module kept DWARF), under a
+/// `wasm backtrace:` line; empty without one.
+pub fn backtrace_text(error: &wasmtime::Error) -> String {
+    let Some(backtrace) = error.downcast_ref::<wasmtime::WasmBacktrace>() else {
+        return String::new();
+    };
+    // wasmtime's own rendering (it demangles names and lists inlined frames), without its
+    // first line, which frames it as an error of its own.
+    let rendered = backtrace.to_string();
+    let frames = rendered.split_once('\n').map_or("", |(_, frames)| frames);
+    if frames.trim().is_empty() {
+        return String::new();
+    }
+    format!("\nwasm backtrace:\n{frames}")
+}
+
 /// Feeds `Hash` into SHA-256, which unlike `DefaultHasher` is the same in every process
 /// and Rust release.
 struct Sha256Hasher(Sha256);

@@ -439,6 +439,9 @@ fn pack_image(input: &ImageInput<'_>, epoch: Option<i64>) -> Result<PackedImage,
     for copy in input.copies {
         builder.add_copy(copy)?;
     }
+    if !config.workdir.is_empty() {
+        builder.add_dir(&format!("/{}", config.workdir.trim_start_matches('/')))?;
+    }
     let layer = builder.finish()?;
 
     let non_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());

@@ -144,6 +144,13 @@ impl<'a> LayerBuilder<'a> {
         Ok(())
     }
 
+    /// Adds the folder `path` (and its parents), as Docker's `WORKDIR` does: runtimes that
+    /// enter the working folder before running anything (runc, youki) need it to exist.
+    pub fn add_dir(&mut self, path: &str) -> Result<(), PackError> {
+        let comps = image_path(path)?;
+        self.insert(&comps, Node::Dir, &format!("the working folder {path}"))
+    }
+
     /// Adds a `[[copy]]`: a file to `to` (into it, if `to` ends with `/`), or a folder's
     /// whole tree under `to`. Symlinks inside a copied folder stay symlinks when they
     /// point inside it; any other symlink, or a device, socket or fifo, is an error.

@@ -25,6 +25,8 @@ pub use image::{
     PackedImage, Platform, RootFs, WasmConfig, pack,
 };
 pub use layer::{Layer, LayerBuilder, find_file, unpack_layer};
-pub use precompiled::{PrecompiledInfo, PrecompiledInput, cwasm_file_name, pack_precompiled};
+pub use precompiled::{
+    HostEngine, Mismatch, PrecompiledInfo, PrecompiledInput, cwasm_file_name, pack_precompiled,
+};
 pub use reference::{Reference, ReferenceError};
 pub use store::{GcReport, Store, StoreError, StoredImage};

@@ -65,6 +65,56 @@ impl PrecompiledInfo {
     }
 }
 
+/// What a precompiled artifact must match to load into an engine: the CLI's `run` and the
+/// containerd shim each describe their host's engine with one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostEngine {
+    pub target: String,
+    pub wasmtime_version: String,
+    pub settings: String,
+}
+
+/// Why a precompiled artifact cannot be loaded here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mismatch {
+    Target,
+    Wasmtime,
+    Settings,
+}
+
+impl HostEngine {
+    pub fn mismatch(&self, artifact: &PrecompiledInfo) -> Option<Mismatch> {
+        if artifact.target != self.target {
+            Some(Mismatch::Target)
+        } else if artifact.wasmtime_version != self.wasmtime_version {
+            Some(Mismatch::Wasmtime)
+        } else if artifact.engine != self.settings {
+            Some(Mismatch::Settings)
+        } else {
+            None
+        }
+    }
+
+    /// "it is for aarch64-unknown-linux-gnu, this host is x86_64-unknown-linux-gnu", for
+    /// `inspect`.
+    pub fn why_not(&self, artifact: &PrecompiledInfo) -> Option<String> {
+        Some(match self.mismatch(artifact)? {
+            Mismatch::Target => format!(
+                "it is for {}, this host is {}",
+                artifact.target, self.target
+            ),
+            Mismatch::Wasmtime => format!(
+                "it was compiled by wasmtime {}, this is wasmtime {}",
+                artifact.wasmtime_version, self.wasmtime_version
+            ),
+            Mismatch::Settings => format!(
+                "it was compiled with other engine settings ({}; this host: {})",
+                artifact.engine, self.settings
+            ),
+        })
+    }
+}
+
 /// The file name of a target's cwasm: `<name>.<target>.cwasm`.
 pub fn cwasm_file_name(module_name: &str, target: &str) -> String {
     format!("{module_name}.{target}.cwasm")

@@ -103,7 +103,7 @@ pub fn run(args: Args, _global: &GlobalArgs) -> Result<ExitCode> {
         let engine = wasmbuild_builder::engine::host_engine()
             .map_err(anyhow::Error::from)
             .context("cannot set up wasmtime for this host")?;
-        let host = super::run::HostEngine::of(&engine);
+        let host = super::run::host_engine(&engine);
         for (manifest, info) in artifacts {
             let reason = host.why_not(&info);
             precompiled.push(Precompiled {

@@ -14,6 +14,7 @@ pub mod registry;
 pub mod rmi;
 pub mod run;
 pub mod save;
+pub mod shim;
 pub mod tag;
 pub mod version;
 

@@ -83,7 +83,7 @@ pub fn pull_one(
     let engine = wasmbuild_builder::engine::host_engine()
         .map_err(anyhow::Error::from)
         .context("cannot set up wasmtime for this host")?;
-    let host = super::run::HostEngine::of(&engine);
+    let host = super::run::host_engine(&engine);
     let mut on_event = super::registry::reporter(terminal, "pull");
     let report = registry::pull(
         store,

@@ -16,8 +16,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use wasmbuild_builder::Cache;
 use wasmbuild_packer::image::{annotation, media_type};
-use wasmbuild_packer::{Descriptor, PrecompiledInfo, Reference};
-use wasmtime::{Engine, Linker, Module, Store, Trap, WasmBacktrace};
+use wasmbuild_packer::{Descriptor, HostEngine, Mismatch, PrecompiledInfo, Reference};
+use wasmtime::{Engine, Linker, Module, Store, Trap};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
@@ -238,7 +238,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<ExitCode> {
         }
         .map_err(anyhow::Error::from)
         .context("cannot set up wasmtime for this host")?;
-        let host = HostEngine::of(&engine);
+        let host = host_engine(&engine);
         if !precompiled_applies {
             return Ok((engine, host, None));
         }
@@ -493,16 +493,9 @@ fn ended(
             eprintln!("error: {}", limits::fuel_message(fuel));
             ExitCode::from(limits::OUT_OF_FUEL_EXIT)
         }
-        (trap, _, _) => {
+        _ => {
             // A trap, or a host function's error (an exit status WASI does not allow).
-            let what = match trap {
-                Some(trap) => {
-                    let trap = trap.to_string();
-                    let trap = trap.strip_prefix("wasm trap: ").unwrap_or(&trap);
-                    format!("{module_path} trapped: {trap}")
-                }
-                None => format!("{module_path} failed: {}", error.root_cause()),
-            };
+            let what = wasmbuild_builder::engine::failure_summary(error, module_path);
             let mut message = match refused {
                 Some(memory) => format!(
                     "error: {}\n  caused by: {what}",
@@ -510,9 +503,7 @@ fn ended(
                 ),
                 None => format!("error: {what}"),
             };
-            if let Some(backtrace) = error.downcast_ref::<WasmBacktrace>() {
-                message.push_str(&backtrace_text(backtrace));
-            }
+            message.push_str(&wasmbuild_builder::engine::backtrace_text(error));
             eprintln!("{message}");
             ExitCode::from(TRAP_EXIT)
         }
@@ -527,74 +518,12 @@ fn refused_memory<'a>(store: &Store<Guest>, limits: &'a Limits) -> Option<&'a Me
         .filter(|_| store.data().limiter.refused())
 }
 
-/// The frames of a wasm backtrace, innermost first, each with its function's name from the
-/// module's name section (and file and line where the module kept DWARF), under a
-/// `wasm backtrace:` line.
-fn backtrace_text(backtrace: &WasmBacktrace) -> String {
-    // wasmtime's own rendering (it demangles names and lists inlined frames), without its
-    // first line, which frames it as an error of its own.
-    let rendered = backtrace.to_string();
-    let frames = rendered.split_once('\n').map_or("", |(_, frames)| frames);
-    if frames.trim().is_empty() {
-        return String::new();
-    }
-    format!("\nwasm backtrace:\n{frames}")
-}
-
-/// What a precompiled artifact must match to load into this host's engine.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostEngine {
-    pub target: String,
-    pub wasmtime_version: String,
-    pub settings: String,
-}
-
-/// Why a precompiled artifact cannot be loaded here.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mismatch {
-    Target,
-    Wasmtime,
-    Settings,
-}
-
-impl HostEngine {
-    pub fn of(engine: &Engine) -> HostEngine {
-        HostEngine {
-            target: wasmbuild_builder::engine::host_target(),
-            wasmtime_version: wasmbuild_builder::engine::wasmtime_version().to_owned(),
-            settings: wasmbuild_builder::engine::settings_of(engine),
-        }
-    }
-
-    pub fn mismatch(&self, artifact: &PrecompiledInfo) -> Option<Mismatch> {
-        if artifact.target != self.target {
-            Some(Mismatch::Target)
-        } else if artifact.wasmtime_version != self.wasmtime_version {
-            Some(Mismatch::Wasmtime)
-        } else if artifact.engine != self.settings {
-            Some(Mismatch::Settings)
-        } else {
-            None
-        }
-    }
-
-    /// "it is for aarch64-unknown-linux-gnu, this host is x86_64-unknown-linux-gnu", for
-    /// `inspect`.
-    pub fn why_not(&self, artifact: &PrecompiledInfo) -> Option<String> {
-        Some(match self.mismatch(artifact)? {
-            Mismatch::Target => format!(
-                "it is for {}, this host is {}",
-                artifact.target, self.target
-            ),
-            Mismatch::Wasmtime => format!(
-                "it was compiled by wasmtime {}, this is wasmtime {}",
-                artifact.wasmtime_version, self.wasmtime_version
-            ),
-            Mismatch::Settings => format!(
-                "it was compiled with other engine settings ({}; this host: {})",
-                artifact.engine, self.settings
-            ),
-        })
+/// What a precompiled artifact must match to load into `engine` on this host.
+pub fn host_engine(engine: &Engine) -> HostEngine {
+    HostEngine {
+        target: wasmbuild_builder::engine::host_target(),
+        wasmtime_version: wasmbuild_builder::engine::wasmtime_version().to_owned(),
+        settings: wasmbuild_builder::engine::settings_of(engine),
     }
 }
 

@@ -3,7 +3,8 @@
 //! needs no overlayfs), and `ctr` pointed at it.
 //!
 //! containerd 1.6 also writes under `/run/containerd` whatever its config says once a task
-//! runs (shim sockets in `s/`, ctr's IO fifos in `fifo/`, runc's state in `runc/<namespace>`),
+//! runs (shim sockets in `s/`, ctr's IO fifos in `fifo/`, runc's state in `runc/<namespace>`,
+//! and our shim's, through runwasi, in `wasmbuild/<namespace>`),
 //! and its `opt` plugin creates `/opt/containerd` unless told otherwise. The config moves
 //! `opt` into the temp folder; the `/run/containerd` folders that none of the instances found
 //! there are removed (when empty) after the last instance stops.
@@ -24,12 +25,14 @@ pub const NAMESPACE: &str = "wasmbuild-test";
 pub const SNAPSHOTTER: &str = "native";
 
 /// Folders containerd 1.6 and ctr create under `/run/containerd` regardless of the config.
-const RUN_DIRS: [&str; 5] = [
+const RUN_DIRS: [&str; 7] = [
     "/run/containerd",
     "/run/containerd/fifo",
     "/run/containerd/s",
     "/run/containerd/runc",
     "/run/containerd/runc/wasmbuild-test",
+    "/run/containerd/wasmbuild",
+    "/run/containerd/wasmbuild/wasmbuild-test",
 ];
 
 /// How many instances run in this process, and which `RUN_DIRS` existed before the first.
@@ -50,6 +53,11 @@ impl Containerd {
     /// The same, with `dirs` first on containerd's PATH: where it finds `containerd-shim-*`
     /// runtimes (a shim built by the test, say).
     pub fn start_with_path(dirs: &[&Path]) -> Containerd {
+        Containerd::start_with(dirs, &[])
+    }
+
+    /// The same, with `env` set for containerd and so for the shims it starts.
+    pub fn start_with(dirs: &[&Path], env: &[(&str, &Path)]) -> Containerd {
         let containerd = require("containerd");
         require("ctr");
         assert!(
@@ -76,6 +84,7 @@ impl Containerd {
             .arg("--config")
             .arg(&config)
             .env("PATH", path)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)

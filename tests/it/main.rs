@@ -23,6 +23,7 @@ mod readme;
 mod registry;
 mod run;
 mod secrets;
+mod shim;
 mod store;
 mod support;
 mod toolchains;

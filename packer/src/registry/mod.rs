@@ -17,6 +17,8 @@ mod http;
 mod pull;
 mod push;
 
+pub use pull::choose_wasm;
+
 use std::fmt;
 use std::io;
 use std::time::Duration;

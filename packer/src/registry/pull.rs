@@ -134,7 +134,7 @@ pub(super) fn pull(
 }
 
 /// The entry of `index` for a Wasm platform; else the platforms it offers.
-pub(crate) fn choose_wasm(index: &ImageIndex) -> Result<&Descriptor, Vec<String>> {
+pub fn choose_wasm(index: &ImageIndex) -> Result<&Descriptor, Vec<String>> {
     index
         .manifests
         .iter()

@@ -361,3 +361,31 @@ fn artifact_format_is_the_cncf_wasm_artifact() {
         "{err}"
     );
 }
+
+#[test]
+fn the_working_folder_is_in_the_layer_as_dockers_workdir_puts_it() {
+    // runc and youki enter the working folder before they run anything: it must exist.
+    let mut config = config();
+    config.workdir = "/srv/data".into();
+    let image = pack_with(&config, &[], None);
+    let entries = list(&image.layers[0].bytes);
+    let got: Vec<(&str, char)> = entries.iter().map(|e| (e.path.as_str(), e.kind)).collect();
+    assert_eq!(
+        got,
+        [("hello.wasm", '0'), ("srv/", '5'), ("srv/data/", '5')]
+    );
+    // A file copied where the working folder goes is a conflict, said as one.
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("data"), "a file");
+    let copies = [copy(&dir.path().join("data"), "/srv/data")];
+    let error = pack(&ImageInput {
+        module_name: "hello",
+        module: MODULE,
+        config: &config,
+        copies: &copies,
+        source_date_epoch: None,
+    })
+    .unwrap_err();
+    assert!(matches!(error, PackError::Conflict { .. }), "{error}");
+    assert!(error.to_string().contains("/srv/data"), "{error}");
+}

@@ -1,0 +1,291 @@
+//! `start`, on the host, before containerd hands the container to the shim: when the
+//! container's image is a wasi/wasm image whose module the node's cache lacks for this
+//! engine, fetch the image's precompiled artifact for this host from the image's registry
+//! (containerd pulls an image's manifest and layers, never its referrers) into the cache.
+//!
+//! Everything here is best effort: the container runs the same without it, only compiling
+//! its module first. What happened goes to `shim.log` in the shim's home, never to stdout
+//! or stderr, which containerd reads the shim's address from.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+use containerd_client::services::v1::containers_client::ContainersClient;
+use containerd_client::services::v1::content_client::ContentClient;
+use containerd_client::services::v1::images_client::ImagesClient;
+use containerd_client::services::v1::{GetContainerRequest, GetImageRequest, ReadContentRequest};
+use containerd_client::tonic::Request;
+use containerd_client::tonic::transport::Channel;
+use wasmbuild_packer::image::{ImageIndex, Manifest, media_type};
+use wasmbuild_packer::registry::{self, RegistryOptions};
+use wasmbuild_packer::{Digest, HostEngine, PrecompiledInfo, Reference, Store, find_file};
+
+use crate::cache;
+
+/// What `start` did for one container.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The image is not a wasi/wasm image (a pod's pause container, say).
+    NotWasm,
+    /// The cache already holds the module's code for this engine.
+    Cached(String),
+    /// The image's precompiled artifact for this host is now in the cache.
+    Fetched { entry: String, referrer: Digest },
+    /// The image has no precompiled artifact for this host: the container compiles.
+    NoArtifact(String),
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::NotWasm => write!(f, "not a wasi/wasm image"),
+            Outcome::Cached(entry) => write!(f, "cached: {entry}"),
+            Outcome::Fetched { entry, referrer } => {
+                write!(f, "fetched the precompiled artifact {referrer} as {entry}")
+            }
+            Outcome::NoArtifact(why) => write!(f, "{why}: the container compiles its module"),
+        }
+    }
+}
+
+/// Runs [`prepare`] for the container `id` and logs what came of it in `home/shim.log`.
+pub fn prepare_logged(home: &Path, address: &str, namespace: &str, id: &str) {
+    let started = Instant::now();
+    let line = match prepare(home, address, namespace, id) {
+        Ok(outcome) => outcome.to_string(),
+        Err(error) => format!("cannot look for a precompiled artifact: {error:#}"),
+    };
+    let _ = std::fs::create_dir_all(home);
+    if let Ok(mut log) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(home.join("shim.log"))
+    {
+        let _ = writeln!(
+            log,
+            "start {namespace}/{id} ({} ms): {line}",
+            started.elapsed().as_millis()
+        );
+    }
+}
+
+pub fn prepare(home: &Path, address: &str, namespace: &str, id: &str) -> Result<Outcome> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start an async runtime")?;
+    let image = runtime.block_on(image_of(address, namespace, id))?;
+    let Some(image) = image else {
+        return Ok(Outcome::NotWasm);
+    };
+
+    let engine = wasmbuild_builder::engine::host_engine().map_err(anyhow::Error::from)?;
+    let host = HostEngine {
+        target: wasmbuild_builder::engine::host_target(),
+        wasmtime_version: wasmbuild_builder::engine::wasmtime_version().to_owned(),
+        settings: wasmbuild_builder::engine::settings_of(&engine),
+    };
+    let entry = cache::entry_name(&cache::module_digest_hex(&image.module), &host);
+    let compiled = home.join("compiled");
+    if compiled.join(&entry).is_file() {
+        return Ok(Outcome::Cached(entry));
+    }
+
+    let reference: Reference = image
+        .name
+        .parse()
+        .with_context(|| format!("containerd's image name {} is not a reference", image.name))?;
+    let reference = reference.with_digest(image.manifest);
+    let store = Store::open(&home.join("store"))?;
+    let credential = wasmbuild_packer::credentials::resolve(
+        &reference.registry,
+        None,
+        &wasmbuild_packer::credentials::Env::process(),
+    )
+    .with_context(|| format!("cannot find credentials for {}", reference.registry))?
+    .credential;
+    let options = RegistryOptions {
+        insecure: insecure_registries(),
+        ..RegistryOptions::default()
+    };
+    let wanted = |info: &PrecompiledInfo| host.mismatch(info).is_none();
+    let report = registry::pull(
+        &store,
+        &reference,
+        &credential,
+        &options,
+        &wanted,
+        &mut |_| {},
+    )
+    .with_context(|| format!("cannot pull {reference}"))?;
+    for (descriptor, manifest) in store.referrers(&report.digest)? {
+        let Some(info) = PrecompiledInfo::from_manifest(&manifest) else {
+            continue;
+        };
+        if host.mismatch(&info).is_some() {
+            continue;
+        }
+        let cwasm = std::fs::read(store.verify_blob(&info.cwasm)?)
+            .context("cannot read the precompiled artifact from the shim's store")?;
+        cache::write_entry_at(&compiled, &entry, &cwasm)
+            .with_context(|| format!("cannot write {}", compiled.join(&entry).display()))?;
+        return Ok(Outcome::Fetched {
+            entry,
+            referrer: descriptor.digest,
+        });
+    }
+    Ok(Outcome::NoArtifact(format!(
+        "no precompiled artifact of {reference} for {} with wasmtime {}",
+        host.target, host.wasmtime_version
+    )))
+}
+
+/// Registries the shim may reach over plain HTTP besides loopback ones, from
+/// `WASMBUILD_INSECURE_REGISTRY` (comma-separated `host[:port]`).
+fn insecure_registries() -> Vec<String> {
+    std::env::var("WASMBUILD_INSECURE_REGISTRY")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|host| !host.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// A container's wasi/wasm image as containerd holds it.
+struct WasmImage {
+    /// The image's name in containerd (`127.0.0.1:5000/hello:1`).
+    name: String,
+    /// The digest of its wasi/wasm manifest (the one an index points to, if any).
+    manifest: Digest,
+    /// The module the container runs.
+    module: Vec<u8>,
+}
+
+/// The wasi/wasm image of container `id`, with the module at its `args[0]`; `None` for a
+/// container of another kind of image.
+async fn image_of(address: &str, namespace: &str, id: &str) -> Result<Option<WasmImage>> {
+    let address = address.strip_prefix("unix://").unwrap_or(address);
+    let channel = containerd_client::connect(address)
+        .await
+        .with_context(|| format!("cannot connect to containerd at {address}"))?;
+    let containerd = Containerd { channel, namespace };
+
+    let container = ContainersClient::new(containerd.channel.clone())
+        .get(containerd.request(GetContainerRequest { id: id.to_string() }))
+        .await
+        .with_context(|| format!("containerd has no container {id}"))?
+        .into_inner()
+        .container
+        .with_context(|| format!("containerd has no container {id}"))?;
+    let spec: serde_json::Value = container
+        .spec
+        .as_ref()
+        .map(|spec| serde_json::from_slice(&spec.value))
+        .transpose()
+        .context("the container's spec is not JSON")?
+        .unwrap_or_default();
+    let arg0 = spec["process"]["args"][0].as_str().unwrap_or_default();
+    let mut module_path = arg0.split('#').next().unwrap_or_default().to_string();
+    if !module_path.starts_with('/') {
+        let cwd = spec["process"]["cwd"].as_str().unwrap_or("/");
+        module_path = format!("{}/{module_path}", cwd.trim_end_matches('/'));
+    }
+    if container.image.is_empty() {
+        return Ok(None);
+    }
+
+    let image = ImagesClient::new(containerd.channel.clone())
+        .get(containerd.request(GetImageRequest {
+            name: container.image.clone(),
+        }))
+        .await
+        .with_context(|| format!("containerd has no image {}", container.image))?
+        .into_inner()
+        .image
+        .with_context(|| format!("containerd has no image {}", container.image))?;
+    let target = image.target.context("the image has no target")?;
+    let mut digest: Digest = target.digest.parse()?;
+    let mut bytes = containerd.read(&digest).await?;
+    if media_type::is_index(&target.media_type) {
+        let index: ImageIndex = serde_json::from_slice(&bytes)?;
+        let Ok(chosen) = registry::choose_wasm(&index) else {
+            return Ok(None);
+        };
+        digest = chosen.digest;
+        bytes = containerd.read(&digest).await?;
+    }
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .with_context(|| format!("the manifest {digest} is not an image manifest"))?;
+    let config: serde_json::Value =
+        serde_json::from_slice(&containerd.read(&manifest.config.digest).await?)
+            .context("the image's config is not JSON")?;
+    let is_wasm = config["architecture"] == "wasm"
+        && matches!(config["os"].as_str(), Some("wasi" | "wasip1"));
+    if !is_wasm {
+        return Ok(None);
+    }
+
+    // The module at args[0]: a raw wasm layer, or the last tar layer that holds the path.
+    let mut module = None;
+    for layer in &manifest.layers {
+        let blob = containerd.read(&layer.digest).await?;
+        if layer.media_type == media_type::WASM_LAYER {
+            module = Some(blob);
+        } else if let Some(found) = find_file(&blob, &module_path)? {
+            module = Some(found);
+        }
+    }
+    let Some(module) = module else {
+        bail!("the image has no module at {module_path}");
+    };
+    Ok(Some(WasmImage {
+        name: container.image,
+        manifest: digest,
+        module,
+    }))
+}
+
+struct Containerd<'a> {
+    channel: Channel,
+    namespace: &'a str,
+}
+
+impl Containerd<'_> {
+    fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        if let Ok(namespace) = self.namespace.parse() {
+            request
+                .metadata_mut()
+                .insert("containerd-namespace", namespace);
+        }
+        request
+    }
+
+    /// A blob of containerd's content store, whole (the caller knows it is small enough:
+    /// manifests, configs, a module's layers).
+    async fn read(&self, digest: &Digest) -> Result<Vec<u8>> {
+        let mut stream = ContentClient::new(self.channel.clone())
+            .read(self.request(ReadContentRequest {
+                digest: digest.to_string(),
+                ..Default::default()
+            }))
+            .await
+            .with_context(|| format!("containerd cannot read {digest}"))?
+            .into_inner();
+        let mut bytes = Vec::new();
+        while let Some(message) = stream
+            .message()
+            .await
+            .with_context(|| format!("containerd cannot read {digest}"))?
+        {
+            bytes.extend_from_slice(&message.data);
+        }
+        if Digest::of(&bytes) != *digest {
+            bail!("containerd's {digest} does not match its digest");
+        }
+        Ok(bytes)
+    }
+}
