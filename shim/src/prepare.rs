@@ -76,7 +76,40 @@ pub fn prepare(home: &Path, address: &str, namespace: &str, id: &str) -> Result<
         .enable_all()
         .build()
         .context("cannot start an async runtime")?;
-    let image = runtime.block_on(image_of(address, namespace, id))?;
+    let (image, module_digest) = runtime.block_on(async {
+        let address = address.strip_prefix("unix://").unwrap_or(address);
+        let channel = containerd_client::connect(address)
+            .await
+            .with_context(|| format!("cannot connect to containerd at {address}"))?;
+        let containerd = Containerd { channel, namespace };
+        let Some(image) = containerd.wasm_image_of(id).await? else {
+            return Ok::<_, anyhow::Error>((None, String::new()));
+        };
+        // Which module an image runs at a path never changes: remembered, the layers are
+        // read once per node.
+        let memo = home.join("modules").join(format!(
+            "{}.sha256",
+            cache::module_digest_hex(
+                format!("{}\0{}", image.manifest, image.module_path).as_bytes()
+            )
+        ));
+        let remembered = std::fs::read_to_string(&memo)
+            .ok()
+            .filter(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+        let digest = match remembered {
+            Some(hex) => hex,
+            None => {
+                let hex = cache::module_digest_hex(&containerd.module_of(&image).await?);
+                if let Some(folder) = memo.parent()
+                    && let Some(name) = memo.file_name().and_then(|n| n.to_str())
+                {
+                    let _ = cache::write_entry_at(folder, name, hex.as_bytes());
+                }
+                hex
+            }
+        };
+        Ok((Some(image), digest))
+    })?;
     let Some(image) = image else {
         return Ok(Outcome::NotWasm);
     };
@@ -87,7 +120,7 @@ pub fn prepare(home: &Path, address: &str, namespace: &str, id: &str) -> Result<
         wasmtime_version: wasmbuild_builder::engine::wasmtime_version().to_owned(),
         settings: wasmbuild_builder::engine::settings_of(&engine),
     };
-    let entry = cache::entry_name(&cache::module_digest_hex(&image.module), &host);
+    let entry = cache::entry_name(&module_digest, &host);
     let compiled = home.join("compiled");
     if compiled.join(&entry).is_file() {
         return Ok(Outcome::Cached(entry));
@@ -160,92 +193,9 @@ struct WasmImage {
     name: String,
     /// The digest of its wasi/wasm manifest (the one an index points to, if any).
     manifest: Digest,
-    /// The module the container runs.
-    module: Vec<u8>,
-}
-
-/// The wasi/wasm image of container `id`, with the module at its `args[0]`; `None` for a
-/// container of another kind of image.
-async fn image_of(address: &str, namespace: &str, id: &str) -> Result<Option<WasmImage>> {
-    let address = address.strip_prefix("unix://").unwrap_or(address);
-    let channel = containerd_client::connect(address)
-        .await
-        .with_context(|| format!("cannot connect to containerd at {address}"))?;
-    let containerd = Containerd { channel, namespace };
-
-    let container = ContainersClient::new(containerd.channel.clone())
-        .get(containerd.request(GetContainerRequest { id: id.to_string() }))
-        .await
-        .with_context(|| format!("containerd has no container {id}"))?
-        .into_inner()
-        .container
-        .with_context(|| format!("containerd has no container {id}"))?;
-    let spec: serde_json::Value = container
-        .spec
-        .as_ref()
-        .map(|spec| serde_json::from_slice(&spec.value))
-        .transpose()
-        .context("the container's spec is not JSON")?
-        .unwrap_or_default();
-    let arg0 = spec["process"]["args"][0].as_str().unwrap_or_default();
-    let mut module_path = arg0.split('#').next().unwrap_or_default().to_string();
-    if !module_path.starts_with('/') {
-        let cwd = spec["process"]["cwd"].as_str().unwrap_or("/");
-        module_path = format!("{}/{module_path}", cwd.trim_end_matches('/'));
-    }
-    if container.image.is_empty() {
-        return Ok(None);
-    }
-
-    let image = ImagesClient::new(containerd.channel.clone())
-        .get(containerd.request(GetImageRequest {
-            name: container.image.clone(),
-        }))
-        .await
-        .with_context(|| format!("containerd has no image {}", container.image))?
-        .into_inner()
-        .image
-        .with_context(|| format!("containerd has no image {}", container.image))?;
-    let target = image.target.context("the image has no target")?;
-    let mut digest: Digest = target.digest.parse()?;
-    let mut bytes = containerd.read(&digest).await?;
-    if media_type::is_index(&target.media_type) {
-        let index: ImageIndex = serde_json::from_slice(&bytes)?;
-        let Ok(chosen) = registry::choose_wasm(&index) else {
-            return Ok(None);
-        };
-        digest = chosen.digest;
-        bytes = containerd.read(&digest).await?;
-    }
-    let manifest: Manifest = serde_json::from_slice(&bytes)
-        .with_context(|| format!("the manifest {digest} is not an image manifest"))?;
-    let config: serde_json::Value =
-        serde_json::from_slice(&containerd.read(&manifest.config.digest).await?)
-            .context("the image's config is not JSON")?;
-    let is_wasm = config["architecture"] == "wasm"
-        && matches!(config["os"].as_str(), Some("wasi" | "wasip1"));
-    if !is_wasm {
-        return Ok(None);
-    }
-
-    // The module at args[0]: a raw wasm layer, or the last tar layer that holds the path.
-    let mut module = None;
-    for layer in &manifest.layers {
-        let blob = containerd.read(&layer.digest).await?;
-        if layer.media_type == media_type::WASM_LAYER {
-            module = Some(blob);
-        } else if let Some(found) = find_file(&blob, &module_path)? {
-            module = Some(found);
-        }
-    }
-    let Some(module) = module else {
-        bail!("the image has no module at {module_path}");
-    };
-    Ok(Some(WasmImage {
-        name: container.image,
-        manifest: digest,
-        module,
-    }))
+    /// The module the container runs: its `args[0]`, absolute.
+    module_path: String,
+    layers: Vec<wasmbuild_packer::Descriptor>,
 }
 
 struct Containerd<'a> {
@@ -254,6 +204,86 @@ struct Containerd<'a> {
 }
 
 impl Containerd<'_> {
+    /// The wasi/wasm image of container `id`; `None` for a container of another kind of
+    /// image.
+    async fn wasm_image_of(&self, id: &str) -> Result<Option<WasmImage>> {
+        let container = ContainersClient::new(self.channel.clone())
+            .get(self.request(GetContainerRequest { id: id.to_string() }))
+            .await
+            .with_context(|| format!("containerd has no container {id}"))?
+            .into_inner()
+            .container
+            .with_context(|| format!("containerd has no container {id}"))?;
+        if container.image.is_empty() {
+            return Ok(None);
+        }
+        let spec: serde_json::Value = container
+            .spec
+            .as_ref()
+            .map(|spec| serde_json::from_slice(&spec.value))
+            .transpose()
+            .context("the container's spec is not JSON")?
+            .unwrap_or_default();
+        let arg0 = spec["process"]["args"][0].as_str().unwrap_or_default();
+        let mut module_path = arg0.split('#').next().unwrap_or_default().to_string();
+        if !module_path.starts_with('/') {
+            let cwd = spec["process"]["cwd"].as_str().unwrap_or("/");
+            module_path = format!("{}/{module_path}", cwd.trim_end_matches('/'));
+        }
+
+        let image = ImagesClient::new(self.channel.clone())
+            .get(self.request(GetImageRequest {
+                name: container.image.clone(),
+            }))
+            .await
+            .with_context(|| format!("containerd has no image {}", container.image))?
+            .into_inner()
+            .image
+            .with_context(|| format!("containerd has no image {}", container.image))?;
+        let target = image.target.context("the image has no target")?;
+        let mut digest: Digest = target.digest.parse()?;
+        let mut bytes = self.read(&digest).await?;
+        if media_type::is_index(&target.media_type) {
+            let index: ImageIndex = serde_json::from_slice(&bytes)?;
+            let Ok(chosen) = registry::choose_wasm(&index) else {
+                return Ok(None);
+            };
+            digest = chosen.digest;
+            bytes = self.read(&digest).await?;
+        }
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .with_context(|| format!("the manifest {digest} is not an image manifest"))?;
+        let config: serde_json::Value =
+            serde_json::from_slice(&self.read(&manifest.config.digest).await?)
+                .context("the image's config is not JSON")?;
+        let is_wasm = config["architecture"] == "wasm"
+            && matches!(config["os"].as_str(), Some("wasi" | "wasip1"));
+        if !is_wasm {
+            return Ok(None);
+        }
+        Ok(Some(WasmImage {
+            name: container.image,
+            manifest: digest,
+            module_path,
+            layers: manifest.layers,
+        }))
+    }
+
+    /// The module at the image's `module_path`: a raw wasm layer, or the last tar layer that
+    /// holds the path.
+    async fn module_of(&self, image: &WasmImage) -> Result<Vec<u8>> {
+        let mut module = None;
+        for layer in &image.layers {
+            let blob = self.read(&layer.digest).await?;
+            if layer.media_type == media_type::WASM_LAYER {
+                module = Some(blob);
+            } else if let Some(found) = find_file(&blob, &image.module_path)? {
+                module = Some(found);
+            }
+        }
+        module.with_context(|| format!("the image has no module at {}", image.module_path))
+    }
+
     fn request<T>(&self, message: T) -> Request<T> {
         let mut request = Request::new(message);
         if let Ok(namespace) = self.namespace.parse() {

@@ -59,6 +59,7 @@ fn run(ctx: &impl RuntimeContext) -> Result<i32> {
     let engine = wasmbuild_builder::engine::host_engine().map_err(anyhow::Error::from)?;
     let module = load(&engine, &bytes, &path)?;
 
+    reopen_stdin_read_only();
     let mut wasi = WasiCtxBuilder::new();
     wasi.inherit_stdio();
     let mut argv: Vec<String> = ctx.args().to_vec();
@@ -80,6 +81,35 @@ fn run(ctx: &impl RuntimeContext) -> Result<i32> {
     wasi.preopened_dir("/", "/", FsPerms::ReadWrite)
         .map_err(|e| anyhow::anyhow!("cannot open the container's root for the guest: {e}"))?;
     start(&engine, &module, wasi.build_p1(), &path, &entrypoint.func)
+}
+
+/// runwasi opens the container's stdin fifo for reading and writing, so a guest that reads
+/// stdin to its end (gofmt, `cat`) would wait forever: the container's own write end keeps
+/// the fifo open after ctr or the kubelet closed theirs. The guest reads a read-only
+/// descriptor of the same fifo instead.
+fn reopen_stdin_read_only() {
+    use rustix::fs::{FileType, Mode, OFlags};
+    let stdin = std::io::stdin();
+    let Ok(flags) = rustix::fs::fcntl_getfl(&stdin) else {
+        return;
+    };
+    let is_fifo = rustix::fs::fstat(&stdin)
+        .is_ok_and(|stat| FileType::from_raw_mode(stat.st_mode) == FileType::Fifo);
+    if !is_fifo || flags & OFlags::ACCMODE != OFlags::RDWR {
+        return;
+    }
+    match rustix::fs::open(
+        "/proc/self/fd/0",
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .and_then(|fd| rustix::stdio::dup2_stdin(&fd))
+    {
+        Ok(()) => {}
+        Err(error) => log::warn!(
+            "cannot reopen stdin read-only ({error}): a guest reading it may not see its end"
+        ),
+    }
 }
 
 /// The module's code for `engine`: from the node's cache, else compiled now and cached.

@@ -148,6 +148,39 @@ impl Containerd {
             .expect("run ctr")
     }
 
+    /// Runs ctr with `input` on its stdin; fails if ctr has not exited within a minute.
+    pub fn ctr_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        use std::io::Write as _;
+        let mut child = Command::new("ctr")
+            .arg("--address")
+            .arg(&self.socket)
+            .args(["--namespace", NAMESPACE])
+            .args(args)
+            .env("CONTAINERD_SNAPSHOTTER", SNAPSHOTTER)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run ctr");
+        let mut stdin = child.stdin.take().expect("ctr's stdin");
+        stdin.write_all(input).expect("write to ctr's stdin");
+        drop(stdin);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while matches!(child.try_wait(), Ok(None)) {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let output = child.wait_with_output().expect("wait for ctr");
+                panic!(
+                    "ctr {args:?} did not exit within 60 s of its stdin's end:\n{}\ncontainerd's log:\n{}",
+                    stderr(&output),
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().expect("wait for ctr")
+    }
+
     /// Runs ctr and insists it succeeds; returns stdout.
     pub fn ctr_ok(&self, args: &[&str]) -> String {
         let output = self.ctr(args);

@@ -266,6 +266,24 @@ fn the_guest_sees_mounts_its_working_folder_and_traps_exit_134() {
     let node = Node::start(&home);
     node.pull(&reference);
 
+    // What ctr reads on stdin reaches the guest, and ends.
+    let id = format!("cat{}", std::process::id());
+    let cat = node.containerd.ctr_with_stdin(
+        &[
+            "run",
+            "--rm",
+            "--runtime",
+            RUNTIME,
+            &reference,
+            &id,
+            "/probe.wasm",
+            "cat",
+        ],
+        b"through the fifo\n",
+    );
+    assert!(cat.status.success(), "{}", stderr(&cat));
+    assert_eq!(stdout(&cat), "through the fifo\n");
+
     let trapped = node.run(&[], &reference, &["/probe.wasm", "trap"]);
     assert_eq!(
         trapped.status.code(),
