@@ -134,6 +134,24 @@ pub fn write_entry_at(folder: &Path, name: &str, bytes: &[u8]) -> io::Result<()>
     write_entry(dir.as_fd(), name, bytes)
 }
 
+/// Puts the file `source` in `folder` as the entry `name`: hard-linked under a temp name,
+/// then renamed into place; copied the same way where it cannot be linked (another
+/// filesystem).
+pub fn link_entry_at(folder: &Path, name: &str, source: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(folder)?;
+    let temp = folder.join(format!(".tmp-{:016x}-{name}", random()));
+    match std::fs::hard_link(source, &temp) {
+        Ok(()) => {
+            let renamed = std::fs::rename(&temp, folder.join(name));
+            if renamed.is_err() {
+                let _ = std::fs::remove_file(&temp);
+            }
+            renamed
+        }
+        Err(_) => write_entry_at(folder, name, &std::fs::read(source)?),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +196,17 @@ mod tests {
         .expect("read");
         assert_eq!(read, "second");
         assert!(open_entry(dir.as_fd(), "missing.cwasm").is_none());
+
+        // A blob of the shim's store becomes an entry without a copy.
+        let blob = home.path().join("blob");
+        std::fs::write(&blob, b"cwasm").expect("write");
+        link_entry_at(&folder, "y.cwasm", &blob).expect("link");
+        assert_eq!(std::fs::read(folder.join("y.cwasm")).expect("read"), b"cwasm");
+        use std::os::unix::fs::MetadataExt as _;
+        assert_eq!(
+            std::fs::metadata(folder.join("y.cwasm")).expect("stat").ino(),
+            std::fs::metadata(&blob).expect("stat").ino()
+        );
+        assert_eq!(std::fs::read_dir(&folder).expect("read_dir").count(), 2);
     }
 }

@@ -160,9 +160,9 @@ pub fn prepare(home: &Path, address: &str, namespace: &str, id: &str) -> Result<
         if host.mismatch(&info).is_some() {
             continue;
         }
-        let cwasm = std::fs::read(store.verify_blob(&info.cwasm)?)
-            .context("cannot read the precompiled artifact from the shim's store")?;
-        cache::write_entry_at(&compiled, &entry, &cwasm)
+        // The pull checked the blob's digest before the store took it, and store blobs are
+        // never rewritten: the cache entry is the same file, linked.
+        cache::link_entry_at(&compiled, &entry, &store.blob_path(&info.cwasm.digest))
             .with_context(|| format!("cannot write {}", compiled.join(&entry).display()))?;
         return Ok(Outcome::Fetched {
             entry,
