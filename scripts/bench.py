@@ -458,7 +458,8 @@ class Containerd:
     shim's home in the same folder."""
 
     RUN_DIRS = ["/run/containerd", "/run/containerd/fifo", "/run/containerd/s",
-                f"/run/containerd/wasmbuild", f"/run/containerd/wasmbuild/{CONTAINERD_NAMESPACE}"]
+                "/run/containerd/runc", f"/run/containerd/runc/{CONTAINERD_NAMESPACE}",
+                "/run/containerd/wasmbuild", f"/run/containerd/wasmbuild/{CONTAINERD_NAMESPACE}"]
 
     def __init__(self, env):
         if os.geteuid() != 0:

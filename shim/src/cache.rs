@@ -152,6 +152,38 @@ pub fn link_entry_at(folder: &Path, name: &str, source: &Path) -> io::Result<()>
     }
 }
 
+/// Takes the lock of entry `name` in `folder` (`<name>.lock`, exclusive), held until the
+/// descriptor is closed, by the process or by its end.
+pub fn lock_entry_at(folder: &Path, name: &str) -> io::Result<OwnedFd> {
+    std::fs::create_dir_all(folder)?;
+    let fd = rustix::fs::open(
+        folder.join(format!("{name}.lock")),
+        OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )?;
+    rustix::fs::flock(&fd, rustix::fs::FlockOperation::LockExclusive)?;
+    Ok(fd)
+}
+
+/// Waits, at most `limit`, while `start` prepares the entry `name` in `dir` (holds its
+/// lock). Returns at once when nobody does.
+pub fn wait_for_entry(dir: BorrowedFd<'_>, name: &str, limit: std::time::Duration) {
+    let Ok(fd) = rustix::fs::openat(
+        dir,
+        format!("{name}.lock").as_str(),
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return;
+    };
+    let deadline = std::time::Instant::now() + limit;
+    while rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockShared).is_err()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,10 +233,15 @@ mod tests {
         let blob = home.path().join("blob");
         std::fs::write(&blob, b"cwasm").expect("write");
         link_entry_at(&folder, "y.cwasm", &blob).expect("link");
-        assert_eq!(std::fs::read(folder.join("y.cwasm")).expect("read"), b"cwasm");
+        assert_eq!(
+            std::fs::read(folder.join("y.cwasm")).expect("read"),
+            b"cwasm"
+        );
         use std::os::unix::fs::MetadataExt as _;
         assert_eq!(
-            std::fs::metadata(folder.join("y.cwasm")).expect("stat").ino(),
+            std::fs::metadata(folder.join("y.cwasm"))
+                .expect("stat")
+                .ino(),
             std::fs::metadata(&blob).expect("stat").ino()
         );
         assert_eq!(std::fs::read_dir(&folder).expect("read_dir").count(), 2);

@@ -50,10 +50,33 @@ impl std::fmt::Display for Outcome {
     }
 }
 
-/// Runs [`prepare`] for the container `id` and logs what came of it in `home/shim.log`.
+/// Runs [`prepare_logged`] in a process of its own, which outlives `start`: the lookup
+/// then runs while containerd creates the container, and a container that gets to its
+/// module first waits for the lookup's entry lock. The process has none of `start`'s
+/// stdio, whose end containerd waits for.
+pub fn spawn(address: &str, namespace: &str, id: &str) {
+    use std::os::unix::process::CommandExt as _;
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let _ = std::process::Command::new(exe)
+        .args([PREPARE_ARG, address, namespace, id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn();
+}
+
+/// The first argument of the process [`spawn`] starts.
+pub const PREPARE_ARG: &str = "--wasmbuild-prepare";
+
+/// Runs [`prepare`] for the container `id` and logs what came of it in `home/shim.log`,
+/// then lets waiting containers go on.
 pub fn prepare_logged(home: &Path, address: &str, namespace: &str, id: &str) {
     let started = Instant::now();
-    let line = match prepare(home, address, namespace, id) {
+    let mut lock = None;
+    let line = match prepare(home, address, namespace, id, &mut lock) {
         Ok(outcome) => outcome.to_string(),
         Err(error) => format!("cannot look for a precompiled artifact: {error:#}"),
     };
@@ -69,68 +92,111 @@ pub fn prepare_logged(home: &Path, address: &str, namespace: &str, id: &str) {
             started.elapsed().as_millis()
         );
     }
+    drop(lock);
 }
 
-pub fn prepare(home: &Path, address: &str, namespace: &str, id: &str) -> Result<Outcome> {
+/// What the module's cache entry is being prepared under: while `prepare` holds it, a
+/// container that finds no entry waits for it rather than compiling.
+pub type EntryLock = Option<std::os::fd::OwnedFd>;
+
+pub fn prepare(
+    home: &Path,
+    address: &str,
+    namespace: &str,
+    id: &str,
+    lock: &mut EntryLock,
+) -> Result<Outcome> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start an async runtime")?;
-    let (image, module_digest) = runtime.block_on(async {
-        let address = address.strip_prefix("unix://").unwrap_or(address);
+    let address = address.strip_prefix("unix://").unwrap_or(address);
+    let containerd = runtime.block_on(async {
         let channel = containerd_client::connect(address)
             .await
             .with_context(|| format!("cannot connect to containerd at {address}"))?;
-        let containerd = Containerd { channel, namespace };
-        let Some(image) = containerd.wasm_image_of(id).await? else {
-            return Ok::<_, anyhow::Error>((None, String::new()));
-        };
-        // Which module an image runs at a path never changes: remembered, the layers are
-        // read once per node.
-        let memo = home.join("modules").join(format!(
-            "{}.sha256",
-            cache::module_digest_hex(
-                format!("{}\0{}", image.manifest, image.module_path).as_bytes()
-            )
-        ));
-        let remembered = std::fs::read_to_string(&memo)
-            .ok()
-            .filter(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
-        let digest = match remembered {
-            Some(hex) => hex,
-            None => {
-                let hex = cache::module_digest_hex(&containerd.module_of(&image).await?);
-                if let Some(folder) = memo.parent()
-                    && let Some(name) = memo.file_name().and_then(|n| n.to_str())
-                {
-                    let _ = cache::write_entry_at(folder, name, hex.as_bytes());
-                }
-                hex
-            }
-        };
-        Ok((Some(image), digest))
+        Ok::<_, anyhow::Error>(Containerd { channel, namespace })
     })?;
-    let Some(image) = image else {
+    let Some(image) = runtime.block_on(containerd.wasm_image_of(id))? else {
         return Ok(Outcome::NotWasm);
     };
-
     let engine = wasmbuild_builder::engine::host_engine().map_err(anyhow::Error::from)?;
     let host = HostEngine {
         target: wasmbuild_builder::engine::host_target(),
         wasmtime_version: wasmbuild_builder::engine::wasmtime_version().to_owned(),
         settings: wasmbuild_builder::engine::settings_of(&engine),
     };
-    let entry = cache::entry_name(&module_digest, &host);
     let compiled = home.join("compiled");
-    if compiled.join(&entry).is_file() {
-        return Ok(Outcome::Cached(entry));
-    }
-
     let reference: Reference = image
         .name
         .parse()
         .with_context(|| format!("containerd's image name {} is not a reference", image.name))?;
     let reference = reference.with_digest(image.manifest);
+
+    // Which module an image runs at a path never changes: remembered, the layers are read
+    // once per node.
+    let memo = home.join("modules").join(format!(
+        "{}.sha256",
+        cache::module_digest_hex(format!("{}\0{}", image.manifest, image.module_path).as_bytes())
+    ));
+    let remembered = std::fs::read_to_string(&memo)
+        .ok()
+        .filter(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+    let (entry, fetched) = match remembered {
+        Some(digest) => {
+            let entry = cache::entry_name(&digest, &host);
+            *lock = cache::lock_entry_at(&compiled, &entry).ok();
+            if compiled.join(&entry).is_file() {
+                return Ok(Outcome::Cached(entry));
+            }
+            let fetched = fetch_artifact(home, &reference, &host);
+            (entry, fetched)
+        }
+        // The node's first container of this image: the registry is asked while the
+        // module's layers are read and hashed.
+        None => std::thread::scope(|scope| {
+            let fetching = scope.spawn(|| fetch_artifact(home, &reference, &host));
+            let digest = runtime
+                .block_on(containerd.module_of(&image))
+                .map(|module| cache::module_digest_hex(&module))?;
+            if let Some(folder) = memo.parent()
+                && let Some(name) = memo.file_name().and_then(|n| n.to_str())
+            {
+                let _ = cache::write_entry_at(folder, name, digest.as_bytes());
+            }
+            let entry = cache::entry_name(&digest, &host);
+            *lock = cache::lock_entry_at(&compiled, &entry).ok();
+            let fetched = fetching
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the registry lookup panicked")));
+            Ok::<_, anyhow::Error>((entry, fetched))
+        })?,
+    };
+    if compiled.join(&entry).is_file() {
+        return Ok(Outcome::Cached(entry));
+    }
+    match fetched? {
+        Some((referrer, blob)) => {
+            // The pull checked the blob's digest before the store took it, and store blobs
+            // are never rewritten: the cache entry is the same file, linked.
+            cache::link_entry_at(&compiled, &entry, &blob)
+                .with_context(|| format!("cannot write {}", compiled.join(&entry).display()))?;
+            Ok(Outcome::Fetched { entry, referrer })
+        }
+        None => Ok(Outcome::NoArtifact(format!(
+            "no precompiled artifact of {reference} for {} with wasmtime {}",
+            host.target, host.wasmtime_version
+        ))),
+    }
+}
+
+/// Pulls `reference` (a digest) into the shim's store with its precompiled artifact for
+/// `host`, if it has one: that artifact's digest and its cwasm blob in the store.
+fn fetch_artifact(
+    home: &Path,
+    reference: &Reference,
+    host: &HostEngine,
+) -> Result<Option<(Digest, std::path::PathBuf)>> {
     let store = Store::open(&home.join("store"))?;
     let credential = wasmbuild_packer::credentials::resolve(
         &reference.registry,
@@ -146,7 +212,7 @@ pub fn prepare(home: &Path, address: &str, namespace: &str, id: &str) -> Result<
     let wanted = |info: &PrecompiledInfo| host.mismatch(info).is_none();
     let report = registry::pull(
         &store,
-        &reference,
+        reference,
         &credential,
         &options,
         &wanted,
@@ -154,25 +220,16 @@ pub fn prepare(home: &Path, address: &str, namespace: &str, id: &str) -> Result<
     )
     .with_context(|| format!("cannot pull {reference}"))?;
     for (descriptor, manifest) in store.referrers(&report.digest)? {
-        let Some(info) = PrecompiledInfo::from_manifest(&manifest) else {
-            continue;
-        };
-        if host.mismatch(&info).is_some() {
-            continue;
+        if let Some(info) = PrecompiledInfo::from_manifest(&manifest)
+            && host.mismatch(&info).is_none()
+        {
+            return Ok(Some((
+                descriptor.digest,
+                store.blob_path(&info.cwasm.digest),
+            )));
         }
-        // The pull checked the blob's digest before the store took it, and store blobs are
-        // never rewritten: the cache entry is the same file, linked.
-        cache::link_entry_at(&compiled, &entry, &store.blob_path(&info.cwasm.digest))
-            .with_context(|| format!("cannot write {}", compiled.join(&entry).display()))?;
-        return Ok(Outcome::Fetched {
-            entry,
-            referrer: descriptor.digest,
-        });
     }
-    Ok(Outcome::NoArtifact(format!(
-        "no precompiled artifact of {reference} for {} with wasmtime {}",
-        host.target, host.wasmtime_version
-    )))
+    Ok(None)
 }
 
 /// Registries the shim may reach over plain HTTP besides loopback ones, from

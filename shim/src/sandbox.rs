@@ -122,6 +122,13 @@ fn load(engine: &Engine, bytes: &[u8], path: &str) -> Result<Module> {
     let digest = cache::module_digest_hex(bytes);
     let name = cache::entry_name(&digest, &host);
     let dir = cache::compiled();
+    // `start` may still be fetching the image's precompiled artifact: a compile would only
+    // race it.
+    if let Some(dir) = dir
+        && cache::open_entry(dir, &name).is_none()
+    {
+        cache::wait_for_entry(dir, &name, std::time::Duration::from_secs(60));
+    }
     if let Some(file) = dir.and_then(|dir| cache::open_entry(dir, &name)) {
         match deserialize(engine, file) {
             Ok(module) => {

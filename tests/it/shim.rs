@@ -102,13 +102,31 @@ impl Node {
         std::fs::read_to_string(self.shim_home.path().join("shim.log")).unwrap_or_default()
     }
 
-    /// The node's compiled modules.
+    /// The shim's log once `done` says it has what the test waits for (`start` runs its
+    /// search beside the container, and logs it when done); fails after 20 s.
+    fn log_when(&self, done: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let log = self.shim_log();
+            if done(&log) {
+                return log;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the shim's log did not get there within 20 s:\n{log}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// The node's compiled modules (not the lock files beside them).
     fn compiled(&self) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(self.shim_home.path().join("compiled"))
             .map(|entries| {
                 entries
                     .filter_map(Result::ok)
                     .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|name| name.ends_with(".cwasm"))
                     .collect()
             })
             .unwrap_or_default();
@@ -138,10 +156,12 @@ fn ctr_runs_a_wasmbuild_image_with_its_precompiled_artifact_args_env_and_exit_co
     );
     // `start` found the image's precompiled artifact for this host in the registry and put
     // it in the cache; the container loaded it rather than compiling.
-    let log = node.shim_log();
+    node.log_when(|log| log.contains("fetched the precompiled artifact sha256:"));
+    let said = node.containerd.log();
+    assert!(said.contains("loaded its compiled code"), "{said}");
     assert!(
-        log.contains("fetched the precompiled artifact sha256:"),
-        "{log}"
+        !said.contains("compiled in"),
+        "the container compiled:\n{said}"
     );
     let compiled = node.compiled();
     assert_eq!(compiled.len(), 1, "{compiled:?}");
@@ -161,8 +181,7 @@ fn ctr_runs_a_wasmbuild_image_with_its_precompiled_artifact_args_env_and_exit_co
         "Hello from wasmbuild, world!\nargv[0]=/hello.wasm\n"
     );
     // The second and third start found the module's code in the cache.
-    let log = node.shim_log();
-    assert_eq!(log.matches(": cached: ").count(), 2, "{log}");
+    node.log_when(|log| log.matches(": cached: ").count() == 2);
     assert_eq!(node.compiled(), compiled);
 }
 
@@ -187,8 +206,7 @@ fn ctr_runs_an_image_packed_the_way_dockers_wasm_guide_shows() {
     );
     assert_eq!(out, "Hi, nobody!\nargv[0]=/hello.wasm\n");
     // No precompiled artifact: the container compiled its module and cached it.
-    let log = node.shim_log();
-    assert!(log.contains("no precompiled artifact of "), "{log}");
+    node.log_when(|log| log.contains("no precompiled artifact of "));
     assert_eq!(node.compiled().len(), 1, "{:?}", node.compiled());
     let out = node.run_ok(
         &["--platform", "wasi/wasm"],
@@ -196,11 +214,7 @@ fn ctr_runs_an_image_packed_the_way_dockers_wasm_guide_shows() {
         &["/hello.wasm", "again"],
     );
     assert_eq!(out, "Hello, again!\nargv[0]=/hello.wasm\n");
-    assert!(
-        node.shim_log().contains(": cached: "),
-        "{}",
-        node.shim_log()
-    );
+    node.log_when(|log| log.contains(": cached: "));
 }
 
 #[test]
@@ -224,11 +238,7 @@ fn a_linux_container_runs_as_runwasis_own_shims_run_it() {
     assert_eq!(out, "a linux container\n");
     let exited = node.run(&[], &reference, &["/busybox", "sh", "-c", "exit 5"]);
     assert_eq!(exited.status.code(), Some(5), "{}", stderr(&exited));
-    assert!(
-        node.shim_log().contains("not a wasi/wasm image"),
-        "{}",
-        node.shim_log()
-    );
+    node.log_when(|log| log.matches("not a wasi/wasm image").count() == 2);
     assert!(node.compiled().is_empty(), "{:?}", node.compiled());
 }
 
