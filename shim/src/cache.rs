@@ -134,21 +134,17 @@ pub fn write_entry_at(folder: &Path, name: &str, bytes: &[u8]) -> io::Result<()>
     write_entry(dir.as_fd(), name, bytes)
 }
 
-/// Puts the file `source` in `folder` as the entry `name`: hard-linked under a temp name,
-/// then renamed into place; copied the same way where it cannot be linked (another
+/// Moves the verified temp file `file` into `folder` as the entry `name`: renamed (it is
+/// synced already), copied the same way as [`write_entry_at`] where it cannot be (another
 /// filesystem).
-pub fn link_entry_at(folder: &Path, name: &str, source: &Path) -> io::Result<()> {
+pub fn persist_entry_at(folder: &Path, name: &str, file: tempfile::TempPath) -> io::Result<()> {
     std::fs::create_dir_all(folder)?;
-    let temp = folder.join(format!(".tmp-{:016x}-{name}", random()));
-    match std::fs::hard_link(source, &temp) {
-        Ok(()) => {
-            let renamed = std::fs::rename(&temp, folder.join(name));
-            if renamed.is_err() {
-                let _ = std::fs::remove_file(&temp);
-            }
-            renamed
+    match file.persist(folder.join(name)) {
+        Ok(()) => Ok(()),
+        Err(error) => {
+            let file = error.path;
+            write_entry_at(folder, name, &std::fs::read(&file)?)
         }
-        Err(_) => write_entry_at(folder, name, &std::fs::read(source)?),
     }
 }
 
@@ -229,20 +225,13 @@ mod tests {
         assert_eq!(read, "second");
         assert!(open_entry(dir.as_fd(), "missing.cwasm").is_none());
 
-        // A blob of the shim's store becomes an entry without a copy.
-        let blob = home.path().join("blob");
-        std::fs::write(&blob, b"cwasm").expect("write");
-        link_entry_at(&folder, "y.cwasm", &blob).expect("link");
+        // A verified download becomes an entry by rename.
+        let download = tempfile::NamedTempFile::new_in(home.path()).expect("temp file");
+        std::fs::write(download.path(), b"cwasm").expect("write");
+        persist_entry_at(&folder, "y.cwasm", download.into_temp_path()).expect("persist");
         assert_eq!(
             std::fs::read(folder.join("y.cwasm")).expect("read"),
             b"cwasm"
-        );
-        use std::os::unix::fs::MetadataExt as _;
-        assert_eq!(
-            std::fs::metadata(folder.join("y.cwasm"))
-                .expect("stat")
-                .ino(),
-            std::fs::metadata(&blob).expect("stat").ino()
         );
         assert_eq!(std::fs::read_dir(&folder).expect("read_dir").count(), 2);
     }

@@ -176,12 +176,14 @@ pub fn prepare(
         return Ok(Outcome::Cached(entry));
     }
     match fetched? {
-        Some((referrer, blob)) => {
-            // The pull checked the blob's digest before the store took it, and store blobs
-            // are never rewritten: the cache entry is the same file, linked.
-            cache::link_entry_at(&compiled, &entry, &blob)
+        Some(fetched) => {
+            // Checked against its digest as it arrived; renamed into place whole.
+            cache::persist_entry_at(&compiled, &entry, fetched.cwasm)
                 .with_context(|| format!("cannot write {}", compiled.join(&entry).display()))?;
-            Ok(Outcome::Fetched { entry, referrer })
+            Ok(Outcome::Fetched {
+                entry,
+                referrer: fetched.referrer,
+            })
         }
         None => Ok(Outcome::NoArtifact(format!(
             "no precompiled artifact of {reference} for {} with wasmtime {}",
@@ -190,13 +192,14 @@ pub fn prepare(
     }
 }
 
-/// Pulls `reference` (a digest) into the shim's store with its precompiled artifact for
-/// `host`, if it has one: that artifact's digest and its cwasm blob in the store.
+/// The precompiled artifact for `host` of the image `reference` (a digest) names, fetched
+/// without the image into a partial file of the shim's store: the artifact's digest and
+/// the verified cwasm.
 fn fetch_artifact(
     home: &Path,
     reference: &Reference,
     host: &HostEngine,
-) -> Result<Option<(Digest, std::path::PathBuf)>> {
+) -> Result<Option<registry::FetchedPrecompiled>> {
     let store = Store::open(&home.join("store"))?;
     let credential = wasmbuild_packer::credentials::resolve(
         &reference.registry,
@@ -209,27 +212,20 @@ fn fetch_artifact(
         insecure: insecure_registries(),
         ..RegistryOptions::default()
     };
+    let subject = reference
+        .digest
+        .context("the image's reference has no digest")?;
     let wanted = |info: &PrecompiledInfo| host.mismatch(info).is_none();
-    let report = registry::pull(
+    registry::fetch_precompiled(
         &store,
         reference,
+        subject,
         &credential,
         &options,
         &wanted,
         &mut |_| {},
     )
-    .with_context(|| format!("cannot pull {reference}"))?;
-    for (descriptor, manifest) in store.referrers(&report.digest)? {
-        if let Some(info) = PrecompiledInfo::from_manifest(&manifest)
-            && host.mismatch(&info).is_none()
-        {
-            return Ok(Some((
-                descriptor.digest,
-                store.blob_path(&info.cwasm.digest),
-            )));
-        }
-    }
-    Ok(None)
+    .with_context(|| format!("cannot fetch the precompiled artifacts of {reference}"))
 }
 
 /// Registries the shim may reach over plain HTTP besides loopback ones, from

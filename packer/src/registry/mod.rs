@@ -17,7 +17,7 @@ mod http;
 mod pull;
 mod push;
 
-pub use pull::choose_wasm;
+pub use pull::{FetchedPrecompiled, choose_wasm};
 
 use std::fmt;
 use std::io;
@@ -236,6 +236,23 @@ pub fn pull(
         want_precompiled,
         on_event,
     )
+}
+
+/// Fetches, without the image, the precompiled artifact of the image `subject` in
+/// `source`'s repository that `want` accepts: its cwasm lands in a partial file of `store`,
+/// checked against its digest and size, and the store's index does not change. `None` when
+/// the image has no such artifact. For a node that has the image already (the containerd
+/// shim).
+pub fn fetch_precompiled(
+    store: &crate::store::Store,
+    source: &Reference,
+    subject: Digest,
+    credential: &Credential,
+    options: &RegistryOptions,
+    want: &dyn Fn(&PrecompiledInfo) -> bool,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<Option<FetchedPrecompiled>, RegistryError> {
+    pull::fetch_precompiled(store, source, subject, credential, options, want, on_event)
 }
 
 /// Checks that `credential` is accepted by `registry` (a host, as in a [`Reference`]), the

@@ -133,6 +133,77 @@ pub(super) fn pull(
     })
 }
 
+/// The precompiled artifact of the image `subject` in `source`'s repository that `want`
+/// accepts, fetched without the image: the referrers, the artifact's manifest, and its cwasm
+/// into a partial file of `store` (size and digest checked). The store itself does not
+/// change: the caller keeps the file or lets it go.
+pub(super) fn fetch_precompiled(
+    store: &Store,
+    source: &Reference,
+    subject: Digest,
+    credential: &Credential,
+    options: &RegistryOptions,
+    want: &dyn Fn(&PrecompiledInfo) -> bool,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<Option<FetchedPrecompiled>, RegistryError> {
+    let repository = &source.repository;
+    let scopes = vec![format!("repository:{repository}:pull")];
+    let mut pull = Pull {
+        client: Client::new(&source.registry, credential, options, scopes),
+        store,
+        repository,
+        staged: BTreeMap::new(),
+        present: BTreeSet::new(),
+        downloaded_bytes: 0,
+    };
+    for listed in pull.list_referrers(&subject, on_event)? {
+        if listed.artifact_type.as_deref() != Some(media_type::PRECOMPILED) {
+            continue;
+        }
+        let name = format!("{}@{}", source.repository_reference(), listed.digest);
+        let fetched = pull.manifest(
+            &listed.digest.to_string(),
+            Some(listed.digest),
+            &name,
+            on_event,
+        )?;
+        let Ok(manifest) = fetched.parse::<Manifest>() else {
+            continue;
+        };
+        if manifest.subject.as_ref().map(|s| s.digest) != Some(subject) {
+            continue;
+        }
+        let Some(info) = PrecompiledInfo::from_manifest(&manifest) else {
+            continue;
+        };
+        if !want(&info) {
+            continue;
+        }
+        let url = pull
+            .client
+            .url(&format!("/v2/{repository}/blobs/{}", info.cwasm.digest));
+        let cwasm = pull.client.retrying(on_event, |client, on_event| {
+            fetch_once(client, store, &url, &info.cwasm, on_event)
+        })?;
+        return Ok(Some(FetchedPrecompiled {
+            referrer: listed.digest,
+            info,
+            cwasm,
+        }));
+    }
+    Ok(None)
+}
+
+/// A precompiled artifact [`fetch_precompiled`] found.
+#[derive(Debug)]
+pub struct FetchedPrecompiled {
+    /// The digest of the artifact's manifest.
+    pub referrer: Digest,
+    pub info: PrecompiledInfo,
+    /// The cwasm, checked against its descriptor; removed when dropped unless persisted.
+    pub cwasm: tempfile::TempPath,
+}
+
 /// The entry of `index` for a Wasm platform; else the platforms it offers.
 pub fn choose_wasm(index: &ImageIndex) -> Result<&Descriptor, Vec<String>> {
     index

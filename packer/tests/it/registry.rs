@@ -267,6 +267,40 @@ fn push_then_pull_round_trips_the_image_and_its_precompiled_referrer() {
     assert!(by_digest.list().unwrap().is_empty(), "kept untagged");
     assert_eq!(by_digest.resolve(&pinned).unwrap().digest, *app.digest());
     assert!(by_digest.referrers(app.digest()).unwrap().is_empty());
+
+    // The artifact alone, for a node that has the image: its cwasm, checked, and the store
+    // as it was.
+    let node = Store::open(&tmp.path().join("node")).unwrap();
+    let fetched = registry::fetch_precompiled(
+        &node,
+        &target,
+        *app.digest(),
+        &Credential::Anonymous,
+        &options(),
+        &|info| info.target == "x86_64-unknown-linux-gnu",
+        &mut |_| {},
+    )
+    .unwrap()
+    .expect("the artifact");
+    assert_eq!(fetched.referrer, *cwasm.digest());
+    assert_eq!(fetched.info.target, "x86_64-unknown-linux-gnu");
+    let cwasm_layer = cwasm.layers[0].descriptor();
+    assert_eq!(fetched.info.cwasm.digest, cwasm_layer.digest);
+    let bytes = std::fs::read(&fetched.cwasm).unwrap();
+    assert_eq!(bytes.len() as u64, cwasm_layer.size);
+    assert_eq!(wasmbuild_packer::Digest::of(&bytes), cwasm_layer.digest);
+    assert!(node.list().unwrap().is_empty());
+    let none = registry::fetch_precompiled(
+        &node,
+        &target,
+        *app.digest(),
+        &Credential::Anonymous,
+        &options(),
+        &|info| info.target == "aarch64-unknown-linux-gnu",
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(none.is_none(), "no artifact for another target");
 }
 
 #[test]
