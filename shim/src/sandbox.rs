@@ -28,6 +28,7 @@ pub struct WasmbuildSandbox;
 
 impl Sandbox for WasmbuildSandbox {
     async fn run_wasi(&self, ctx: &impl RuntimeContext) -> Result<i32> {
+        exit_on_termination_signals();
         // runwasi drives this future on its own async runtime, and wasmtime-wasi's
         // synchronous preview 1 starts one of its own for every call: a thread keeps them
         // apart.
@@ -81,6 +82,24 @@ fn run(ctx: &impl RuntimeContext) -> Result<i32> {
     wasi.preopened_dir("/", "/", FsPerms::ReadWrite)
         .map_err(|e| anyhow::anyhow!("cannot open the container's root for the guest: {e}"))?;
     start(&engine, &module, wasi.build_p1(), &path, &entrypoint.func)
+}
+
+/// The container's process is pid 1 of its namespace, where a signal nothing handles does
+/// nothing: the SIGTERM of `ctr task kill` or of a pod's deletion would wait out its grace
+/// period for a SIGKILL. A WASI preview 1 guest cannot handle signals, so these end it as
+/// they end a process that does not: exit status 128 + the signal.
+fn exit_on_termination_signals() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
+        Ok(mut signals) => {
+            std::thread::spawn(move || {
+                if let Some(signal) = signals.forever().next() {
+                    std::process::exit(128 + signal);
+                }
+            });
+        }
+        Err(error) => log::warn!("cannot handle SIGTERM ({error}): only SIGKILL stops the guest"),
+    }
 }
 
 /// runwasi opens the container's stdin fifo for reading and writing, so a guest that reads

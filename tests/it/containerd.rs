@@ -148,6 +148,18 @@ impl Containerd {
             .expect("run ctr")
     }
 
+    /// `ctr --address SOCKET --namespace wasmbuild-test ARGS`, to start as the caller likes.
+    pub fn ctr_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("ctr");
+        command
+            .arg("--address")
+            .arg(&self.socket)
+            .args(["--namespace", NAMESPACE])
+            .args(args)
+            .env("CONTAINERD_SNAPSHOTTER", SNAPSHOTTER);
+        command
+    }
+
     /// Runs ctr with `input` on its stdin; fails if ctr has not exited within a minute.
     pub fn ctr_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
         use std::io::Write as _;

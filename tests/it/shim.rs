@@ -294,6 +294,44 @@ fn the_guest_sees_mounts_its_working_folder_and_traps_exit_134() {
     assert!(cat.status.success(), "{}", stderr(&cat));
     assert_eq!(stdout(&cat), "through the fifo\n");
 
+    // SIGTERM (`ctr task kill`, a pod's deletion) ends a guest at once, 128 + 15.
+    let id = format!("spin{}", std::process::id());
+    let mut spinning = node
+        .containerd
+        .ctr_command(&[
+            "run",
+            "--rm",
+            "--runtime",
+            RUNTIME,
+            &reference,
+            &id,
+            "/probe.wasm",
+            "spin",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = [0u8; 8];
+    std::io::Read::read_exact(spinning.stdout.as_mut().unwrap(), &mut said).unwrap();
+    assert_eq!(&said, b"spinning");
+    node.containerd.ctr_ok(&["task", "kill", &id]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = spinning.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = node
+                .containerd
+                .ctr(&["task", "kill", "--signal", "SIGKILL", &id]);
+            panic!("the guest did not stop within 10 s of SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(143));
+
     let trapped = node.run(&[], &reference, &["/probe.wasm", "trap"]);
     assert_eq!(
         trapped.status.code(),
