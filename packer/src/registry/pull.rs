@@ -74,32 +74,9 @@ pub(super) fn pull(
 
     let mut referrer_entries = Vec::new();
     let mut referrers = Vec::new();
-    for listed in pull.list_referrers(&image.digest, on_event)? {
-        if listed.artifact_type.as_deref() != Some(media_type::PRECOMPILED)
-            || referrers.contains(&listed.digest)
-        {
-            continue;
-        }
-        let name = format!("{}@{}", source.repository_reference(), listed.digest);
-        let fetched = pull.manifest(
-            &listed.digest.to_string(),
-            Some(listed.digest),
-            &name,
-            on_event,
-        )?;
-        // A referrer that is not a precompiled artifact of this image is not ours to keep.
-        let Ok(manifest) = fetched.parse::<Manifest>() else {
-            continue;
-        };
-        if manifest.subject.as_ref().map(|s| s.digest) != Some(image.digest) {
-            continue;
-        }
-        let Some(info) = PrecompiledInfo::from_manifest(&manifest) else {
-            continue;
-        };
-        if !want_precompiled(&info) {
-            continue;
-        }
+    for (fetched, manifest, _) in
+        pull.wanted_precompiled(source, &image.digest, want_precompiled, on_event)?
+    {
         pull.blobs_of(&fetched, &manifest, on_event)?;
         pull.stage_bytes(&fetched)?;
         referrer_entries.push(referrer_entry(
@@ -156,42 +133,21 @@ pub(super) fn fetch_precompiled(
         present: BTreeSet::new(),
         downloaded_bytes: 0,
     };
-    for listed in pull.list_referrers(&subject, on_event)? {
-        if listed.artifact_type.as_deref() != Some(media_type::PRECOMPILED) {
-            continue;
-        }
-        let name = format!("{}@{}", source.repository_reference(), listed.digest);
-        let fetched = pull.manifest(
-            &listed.digest.to_string(),
-            Some(listed.digest),
-            &name,
-            on_event,
-        )?;
-        let Ok(manifest) = fetched.parse::<Manifest>() else {
-            continue;
-        };
-        if manifest.subject.as_ref().map(|s| s.digest) != Some(subject) {
-            continue;
-        }
-        let Some(info) = PrecompiledInfo::from_manifest(&manifest) else {
-            continue;
-        };
-        if !want(&info) {
-            continue;
-        }
-        let url = pull
-            .client
-            .url(&format!("/v2/{repository}/blobs/{}", info.cwasm.digest));
-        let cwasm = pull.client.retrying(on_event, |client, on_event| {
-            fetch_once(client, store, &url, &info.cwasm, on_event)
-        })?;
-        return Ok(Some(FetchedPrecompiled {
-            referrer: listed.digest,
-            info,
-            cwasm,
-        }));
-    }
-    Ok(None)
+    let wanted = pull.wanted_precompiled(source, &subject, want, on_event)?;
+    let Some((fetched, _, info)) = wanted.into_iter().next() else {
+        return Ok(None);
+    };
+    let url = pull
+        .client
+        .url(&format!("/v2/{repository}/blobs/{}", info.cwasm.digest));
+    let cwasm = pull.client.retrying(on_event, |client, on_event| {
+        fetch_once(client, store, &url, &info.cwasm, on_event)
+    })?;
+    Ok(Some(FetchedPrecompiled {
+        referrer: fetched.digest,
+        info,
+        cwasm,
+    }))
 }
 
 /// A precompiled artifact [`fetch_precompiled`] found.
@@ -427,6 +383,46 @@ impl Pull<'_, '_> {
             },
         );
         Ok(())
+    }
+
+    /// The precompiled artifacts of the image `subject` that `want` accepts: each referrer
+    /// listed as one, fetched, once. A referrer that is not a precompiled artifact of this
+    /// image is not ours to keep.
+    fn wanted_precompiled(
+        &mut self,
+        source: &Reference,
+        subject: &Digest,
+        want: &dyn Fn(&PrecompiledInfo) -> bool,
+        on_event: &mut dyn FnMut(&Event),
+    ) -> Result<Vec<(FetchedManifest, Manifest, PrecompiledInfo)>, RegistryError> {
+        let mut wanted: Vec<(FetchedManifest, Manifest, PrecompiledInfo)> = Vec::new();
+        for listed in self.list_referrers(subject, on_event)? {
+            if listed.artifact_type.as_deref() != Some(media_type::PRECOMPILED)
+                || wanted.iter().any(|(f, _, _)| f.digest == listed.digest)
+            {
+                continue;
+            }
+            let name = format!("{}@{}", source.repository_reference(), listed.digest);
+            let fetched = self.manifest(
+                &listed.digest.to_string(),
+                Some(listed.digest),
+                &name,
+                on_event,
+            )?;
+            let Ok(manifest) = fetched.parse::<Manifest>() else {
+                continue;
+            };
+            if manifest.subject.as_ref().map(|s| s.digest) != Some(*subject) {
+                continue;
+            }
+            let Some(info) = PrecompiledInfo::from_manifest(&manifest) else {
+                continue;
+            };
+            if want(&info) {
+                wanted.push((fetched, manifest, info));
+            }
+        }
+        Ok(wanted)
     }
 
     /// The referrers of `subject`: from the referrers API (filtered to precompiled
