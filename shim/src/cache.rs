@@ -58,6 +58,12 @@ static COMPILED: OnceLock<OwnedFd> = OnceLock::new();
 pub fn open_for_containers(home: &Path) -> io::Result<()> {
     let path = home.join("compiled");
     std::fs::create_dir_all(&path)?;
+    collect_stale_temps(&path, STALE_AFTER);
+    // The partial downloads of lookups that were killed (the store tells them by their
+    // owner, a host process); the store holds nothing else.
+    if let Ok(store) = wasmbuild_packer::Store::open(&home.join("store")) {
+        let _ = store.gc();
+    }
     let fd = rustix::fs::open(
         &path,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -65,6 +71,29 @@ pub fn open_for_containers(home: &Path) -> io::Result<()> {
     )?;
     let _ = COMPILED.set(fd);
     Ok(())
+}
+
+/// How old a temp file must be before a new daemon takes it for the leftover of a process
+/// killed mid-write: no write of a cache entry takes this long.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes the `.tmp-*` files in `folder` older than `age`: what processes killed while
+/// writing an entry left (a container's process, or `start`'s lookup). Their writers are
+/// in other pid namespaces, so age is the only sign that they are gone.
+fn collect_stale_temps(folder: &Path, age: std::time::Duration) {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let stale = entry.file_name().to_string_lossy().starts_with(".tmp-")
+            && entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| modified.elapsed().is_ok_and(|elapsed| elapsed > age));
+        if stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// The `compiled` folder, when this process has it.
@@ -201,6 +230,34 @@ mod tests {
         assert_eq!(a, entry_name(&digest, &engine("a")));
         assert_ne!(a, entry_name(&digest, &engine("b")));
         assert_ne!(a, entry_name(&module_digest_hex(b"other"), &engine("a")));
+    }
+
+    #[test]
+    fn old_temp_files_are_collected_and_entries_and_new_temps_kept() {
+        let home = tempfile::tempdir().expect("temp dir");
+        let folder = home.path();
+        for name in [
+            ".tmp-0000000000000001-a.cwasm",
+            ".tmp-0000000000000002-b.cwasm",
+            "a.cwasm",
+        ] {
+            std::fs::write(folder.join(name), b"x").expect("write");
+        }
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        for name in [".tmp-0000000000000001-a.cwasm", "a.cwasm"] {
+            std::fs::File::options()
+                .write(true)
+                .open(folder.join(name))
+                .and_then(|f| f.set_modified(old))
+                .expect("age it");
+        }
+        collect_stale_temps(folder, STALE_AFTER);
+        let mut names: Vec<_> = std::fs::read_dir(folder)
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, [".tmp-0000000000000002-b.cwasm", "a.cwasm"]);
     }
 
     #[test]
