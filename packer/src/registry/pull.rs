@@ -29,16 +29,7 @@ pub(super) fn pull(
     want_precompiled: &dyn Fn(&PrecompiledInfo) -> bool,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<PullReport, RegistryError> {
-    let repository = &source.repository;
-    let scopes = vec![format!("repository:{repository}:pull")];
-    let mut pull = Pull {
-        client: Client::new(&source.registry, credential, options, scopes),
-        store,
-        repository,
-        staged: BTreeMap::new(),
-        present: BTreeSet::new(),
-        downloaded_bytes: 0,
-    };
+    let mut pull = Pull::new(store, source, credential, options);
 
     let top = pull.manifest(
         &source.tag_or_digest(),
@@ -123,26 +114,12 @@ pub(super) fn fetch_precompiled(
     want: &dyn Fn(&PrecompiledInfo) -> bool,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<Option<FetchedPrecompiled>, RegistryError> {
-    let repository = &source.repository;
-    let scopes = vec![format!("repository:{repository}:pull")];
-    let mut pull = Pull {
-        client: Client::new(&source.registry, credential, options, scopes),
-        store,
-        repository,
-        staged: BTreeMap::new(),
-        present: BTreeSet::new(),
-        downloaded_bytes: 0,
-    };
+    let mut pull = Pull::new(store, source, credential, options);
     let wanted = pull.wanted_precompiled(source, &subject, want, on_event)?;
     let Some((fetched, _, info)) = wanted.into_iter().next() else {
         return Ok(None);
     };
-    let url = pull
-        .client
-        .url(&format!("/v2/{repository}/blobs/{}", info.cwasm.digest));
-    let cwasm = pull.client.retrying(on_event, |client, on_event| {
-        fetch_once(client, store, &url, &info.cwasm, on_event)
-    })?;
+    let cwasm = pull.download(&info.cwasm, on_event)?;
     Ok(Some(FetchedPrecompiled {
         referrer: fetched.digest,
         info,
@@ -222,7 +199,41 @@ struct Pull<'a, 'o> {
     downloaded_bytes: u64,
 }
 
-impl Pull<'_, '_> {
+impl<'a, 'o> Pull<'a, 'o> {
+    fn new(
+        store: &'a Store,
+        source: &'a Reference,
+        credential: &'o Credential,
+        options: &'o RegistryOptions,
+    ) -> Pull<'a, 'o> {
+        let repository = &source.repository;
+        let scopes = vec![format!("repository:{repository}:pull")];
+        Pull {
+            client: Client::new(&source.registry, credential, options, scopes),
+            store,
+            repository,
+            staged: BTreeMap::new(),
+            present: BTreeSet::new(),
+            downloaded_bytes: 0,
+        }
+    }
+
+    /// Downloads the blob `descriptor` names into a partial file of the store, checked
+    /// against its size and digest, retrying what can be retried.
+    fn download(
+        &mut self,
+        descriptor: &Descriptor,
+        on_event: &mut dyn FnMut(&Event),
+    ) -> Result<tempfile::TempPath, RegistryError> {
+        let url = self.client.url(&format!(
+            "/v2/{}/blobs/{}",
+            self.repository, descriptor.digest
+        ));
+        let store = self.store;
+        self.client.retrying(on_event, |client, on_event| {
+            fetch_once(client, store, &url, descriptor, on_event)
+        })
+    }
     /// GETs the manifest `reference` (a tag or digest) names; `expected` is the digest it
     /// must have. `name` is what a 404 says is missing.
     fn manifest(
@@ -328,14 +339,7 @@ impl Pull<'_, '_> {
             });
             return Ok(());
         }
-        let url = self.client.url(&format!(
-            "/v2/{}/blobs/{}",
-            self.repository, descriptor.digest
-        ));
-        let store = self.store;
-        let file = self.client.retrying(on_event, |client, on_event| {
-            fetch_once(client, store, &url, descriptor, on_event)
-        })?;
+        let file = self.download(descriptor, on_event)?;
         self.downloaded_bytes += descriptor.size;
         self.staged.insert(
             descriptor.digest,
