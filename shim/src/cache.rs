@@ -32,6 +32,16 @@ pub fn home() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_HOME))
 }
 
+/// What an artifact must match to load into `engine` here, the engine of `wasmbuild run`
+/// and of every container.
+pub fn host_engine(engine: &wasmtime::Engine) -> HostEngine {
+    HostEngine {
+        target: wasmbuild_builder::engine::host_target(),
+        wasmtime_version: wasmbuild_builder::engine::wasmtime_version().to_owned(),
+        settings: wasmbuild_builder::engine::settings_of(engine),
+    }
+}
+
 /// The cache entry of `module` for `engine`: `<sha256 of the module>-<16 hex digits of
 /// the engine's target, wasmtime version and settings>.cwasm`. An entry's name says what
 /// it was compiled from and for, so no entry is ever rewritten with other contents.

@@ -121,11 +121,7 @@ pub fn prepare(
         return Ok(Outcome::NotWasm);
     };
     let engine = wasmbuild_builder::engine::host_engine().map_err(anyhow::Error::from)?;
-    let host = HostEngine {
-        target: wasmbuild_builder::engine::host_target(),
-        wasmtime_version: wasmbuild_builder::engine::wasmtime_version().to_owned(),
-        settings: wasmbuild_builder::engine::settings_of(&engine),
-    };
+    let host = cache::host_engine(&engine);
     let compiled = home.join("compiled");
     let reference: Reference = image
         .name
@@ -135,11 +131,12 @@ pub fn prepare(
 
     // Which module an image runs at a path never changes: remembered, the layers are read
     // once per node.
-    let memo = home.join("modules").join(format!(
+    let memos = home.join("modules");
+    let memo = format!(
         "{}.sha256",
         cache::module_digest_hex(format!("{}\0{}", image.manifest, image.module_path).as_bytes())
-    ));
-    let remembered = std::fs::read_to_string(&memo)
+    );
+    let remembered = std::fs::read_to_string(memos.join(&memo))
         .ok()
         .filter(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
     let (entry, fetched) = match remembered {
@@ -149,21 +146,17 @@ pub fn prepare(
             if compiled.join(&entry).is_file() {
                 return Ok(Outcome::Cached(entry));
             }
-            let fetched = fetch_artifact(home, &reference, &host);
+            let fetched = fetch_artifact(home, &reference, image.manifest, &host);
             (entry, fetched)
         }
         // The node's first container of this image: the registry is asked while the
         // module's layers are read and hashed.
         None => std::thread::scope(|scope| {
-            let fetching = scope.spawn(|| fetch_artifact(home, &reference, &host));
+            let fetching = scope.spawn(|| fetch_artifact(home, &reference, image.manifest, &host));
             let digest = runtime
                 .block_on(containerd.module_of(&image))
                 .map(|module| cache::module_digest_hex(&module))?;
-            if let Some(folder) = memo.parent()
-                && let Some(name) = memo.file_name().and_then(|n| n.to_str())
-            {
-                let _ = cache::write_entry_at(folder, name, digest.as_bytes());
-            }
+            let _ = cache::write_entry_at(&memos, &memo, digest.as_bytes());
             let entry = cache::entry_name(&digest, &host);
             *lock = cache::lock_entry_at(&compiled, &entry).ok();
             let fetched = fetching
@@ -192,12 +185,13 @@ pub fn prepare(
     }
 }
 
-/// The precompiled artifact for `host` of the image `reference` (a digest) names, fetched
-/// without the image into a partial file of the shim's store: the artifact's digest and
-/// the verified cwasm.
+/// The precompiled artifact for `host` of the image `subject` in `reference`'s repository,
+/// fetched without the image into a partial file of the shim's store: the artifact's digest
+/// and the verified cwasm.
 fn fetch_artifact(
     home: &Path,
     reference: &Reference,
+    subject: Digest,
     host: &HostEngine,
 ) -> Result<Option<registry::FetchedPrecompiled>> {
     let store = Store::open(&home.join("store"))?;
@@ -212,9 +206,6 @@ fn fetch_artifact(
         insecure: insecure_registries(),
         ..RegistryOptions::default()
     };
-    let subject = reference
-        .digest
-        .context("the image's reference has no digest")?;
     let wanted = |info: &PrecompiledInfo| host.mismatch(info).is_none();
     registry::fetch_precompiled(
         &store,

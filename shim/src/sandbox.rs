@@ -9,7 +9,6 @@ use std::time::Instant;
 use anyhow::{Context as _, Result};
 use containerd_shim_wasm::sandbox::Sandbox;
 use containerd_shim_wasm::sandbox::context::RuntimeContext;
-use wasmbuild_packer::HostEngine;
 use wasmtime::{Engine, Linker, Module, Store, Trap};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
@@ -133,11 +132,7 @@ fn reopen_stdin_read_only() {
 
 /// The module's code for `engine`: from the node's cache, else compiled now and cached.
 fn load(engine: &Engine, bytes: &[u8], path: &str) -> Result<Module> {
-    let host = HostEngine {
-        target: wasmbuild_builder::engine::host_target(),
-        wasmtime_version: wasmbuild_builder::engine::wasmtime_version().to_owned(),
-        settings: wasmbuild_builder::engine::settings_of(engine),
-    };
+    let host = cache::host_engine(engine);
     let digest = cache::module_digest_hex(bytes);
     let name = cache::entry_name(&digest, &host);
     let dir = cache::compiled();
